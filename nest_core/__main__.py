@@ -1,0 +1,93 @@
+"""Command line: ``python -m nest_core lenet300 --ratio 0.4 --density 0.1 --out runs/x``.
+
+Runs one synthesis, prints the per-layer table (the paper's Table 4) and writes
+``OUT/result.json`` and ``OUT/model.pt`` (the compact model). Bad values exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from nest_core.config import BUDGETS, METHODS, SynthesisConfig
+from nest_core.data import DataNotFoundError, load_dataset, resolve_device
+from nest_core.export import save_compact
+from nest_core.measures import format_table
+from nest_core.models import SEEDS
+from nest_core.synthesize import Synthesis
+from nest_core.train import NonFiniteLossError
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m nest_core", description=__doc__.split("\n")[0])
+    p.add_argument("model", help=f"seed architecture: {', '.join(sorted(SEEDS))}")
+    p.add_argument("--ratio", type=float, default=0.5, help="seed width ratio r, 0 < r <= 2")
+    p.add_argument("--density", type=float, default=0.1, help="seed connection density")
+    p.add_argument("--alpha", type=float, default=0.3, help="birth strength (>= 0)")
+    p.add_argument("--beta", type=float, default=0.1, help="growth ratio, 0 < beta <= 1")
+    p.add_argument("--method", default="nest", help=f"one of {', '.join(METHODS)}")
+    p.add_argument("--target-error", type=float, default=-1.0,
+                   help="validation error growth aims at (default: the model's)")
+    p.add_argument("--budget", default="quick", help=f"one of {', '.join(BUDGETS)}")
+    p.add_argument("--batch-norm", action="store_true", help="batch norm after each layer")
+    p.add_argument("--distortion", action="store_true", help="affine-distorted training data")
+    p.add_argument("--dataset", default="mnist")
+    p.add_argument("--data-dir", default=None, help="folder holding MNIST/raw (or NEST_DATA)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no per-iteration progress lines")
+    return p.parse_args(argv)
+
+
+def _progress(report: dict, synth: Synthesis) -> None:
+    secs = synth.seconds["growth"] + synth.seconds["pruning"]
+    print(f"[{secs:7.1f}s] {report['stage']:<8} step {report['step']:>3}  "
+          f"params {report['params']:>8,}  val error {report['val_error']:.4f}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = SynthesisConfig.create(
+            model=args.model, ratio=args.ratio, density=args.density, alpha=args.alpha,
+            beta=args.beta, method=args.method, target_error=args.target_error,
+            budget=args.budget, batch_norm=args.batch_norm, distortion=args.distortion,
+            dataset=args.dataset, seed=args.seed)
+        device = resolve_device(args.device)
+        data = load_dataset(cfg.dataset, root=args.data_dir, device=device,
+                            train_limit=cfg.budget_spec.train_limit)
+    except (ValueError, DataNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"config {cfg.config_id}: {cfg.model} r={cfg.ratio} d={cfg.density} "
+          f"alpha={cfg.alpha} beta={cfg.beta} budget={cfg.budget} on {device}", flush=True)
+    start = time.perf_counter()
+    synth = Synthesis(cfg, data)
+    try:
+        result = synth.run(None if args.quiet else _progress)
+    except NonFiniteLossError as e:
+        print(f"error: synthesis failed: {e}", file=sys.stderr)
+        return 1
+    save_compact(synth.net, out / "model.pt", extra={"config_id": cfg.config_id})
+    tmp = out / "result.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(out / "result.json")
+    print(format_table(result["layers"], (result["dense_params"], result["dense_flops"])))
+    print(f"post-growth params {result['post_growth_params']:,} "
+          f"(val error {result['post_growth_val_error']:.4f}, target {cfg.target} "
+          f"{'reached' if result['target_reached'] else 'missed'}); "
+          f"growth {result['growth_seconds']:.1f}s / {result['growth_samples']:,} samples")
+    print(f"final: {result['final_params']:,} params, {result['final_flops']:,} FLOPs, "
+          f"val error {result['val_error']:.4f}, test error {result['test_error']:.4f}; "
+          f"{time.perf_counter() - start:.1f}s in all. Wrote {out}/result.json, model.pt")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

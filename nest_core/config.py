@@ -1,0 +1,152 @@
+"""Synthesis configuration: a frozen dataclass validated where it is built, hashed to a run id.
+
+>>> cfg = SynthesisConfig(model="lenet300", ratio=0.4)
+>>> cfg.config_id  # stable 12-hex-digit name of the run
+'...'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+
+METHODS = ("nest",)
+OPTIMIZERS = ("adam", "sgd")
+DEFAULT_TARGET = {"lenet300": 0.013, "lenet5": 0.008}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much training a synthesis may spend; epochs are over the (possibly limited) train set."""
+
+    train_limit: int | None = None  # training samples used; None = the whole train split
+    warmup_epochs: float = 1.0  # seed training before the first growth step
+    growth_steps: int = 10  # at most this many growth iterations
+    growth_epochs: float = 1.0  # training after each growth step
+    prune_steps: int = 20  # at most this many pruning iterations
+    retrain_epochs: float = 1.0  # retraining after each pruning step
+    final_epochs: float = 0.0  # fine-tuning of the final model
+
+    def __post_init__(self) -> None:
+        if self.train_limit is not None and self.train_limit < 1:
+            _bad("budget.train_limit", self.train_limit, ">= 1 or None")
+        for name in ("warmup_epochs", "growth_epochs", "retrain_epochs", "final_epochs"):
+            if not getattr(self, name) >= 0:
+                _bad(f"budget.{name}", getattr(self, name), ">= 0")
+        for name in ("growth_steps", "prune_steps"):
+            if getattr(self, name) < 0:
+                _bad(f"budget.{name}", getattr(self, name), ">= 0")
+
+
+BUDGETS: dict[str, Budget] = {
+    "smoke": Budget(train_limit=3000, warmup_epochs=1, growth_steps=2, growth_epochs=1,
+                    prune_steps=2, retrain_epochs=1, final_epochs=0),
+    "quick": Budget(train_limit=None, warmup_epochs=2, growth_steps=8, growth_epochs=2,
+                    prune_steps=12, retrain_epochs=1, final_epochs=2),
+    "paper": Budget(train_limit=None, warmup_epochs=5, growth_steps=30, growth_epochs=3,
+                    prune_steps=60, retrain_epochs=2, final_epochs=10),
+}
+
+
+def _bad(name: str, value: object, allowed: str) -> None:
+    raise ValueError(f"{name}={value!r} is out of range: allowed {allowed}")
+
+
+@dataclass(frozen=True)
+class SynthesisConfig:
+    """Everything that determines one synthesis run (besides the data files)."""
+
+    model: str
+    ratio: float
+    density: float = 0.1
+    alpha: float = 0.3  # birth strength of grown neurons (Algorithm 1)
+    beta: float = 0.1  # growth ratio: share of bridging-gradient pairs a neuron connects
+    seed: int = 0
+    method: str = "nest"
+    budget: str = "quick"
+    budget_spec: Budget = field(default_factory=Budget)
+    target_error: float = -1.0  # validation error the growth phase aims at; < 0: model default
+    dataset: str = "mnist"
+    batch_norm: bool = False
+    distortion: bool = False  # affine-distorted training images, as in the paper
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    batch_size: int = 128
+    grad_samples: int = 10000  # training samples over which growth gradients are summed
+    connection_growth: float = 0.2  # Policy 1: connections added per layer, share of active
+    connection_birth: float = 0.1  # Policy 1: mean |w| of new connections / mean |W| of layer
+    neurons_per_step: int = 10  # Algorithm 1: neurons added per hidden layer per growth step
+    prune_fraction: float = 0.2  # Policy 4: share of each layer's active weights pruned per step
+    min_prune_fraction: float = 0.02  # the step is halved on failure until it falls below this
+    prune_tolerance: float = 0.002  # pruning keeps validation error <= reference + tolerance
+    neuron_threshold: float = 0.0  # prune neurons whose mean |output| on validation is <= this
+
+    def __post_init__(self) -> None:
+        from nest_core.models import SEEDS  # local import: models does not depend on config
+
+        if self.model not in SEEDS:
+            _bad("model", self.model, f"one of {sorted(SEEDS)}")
+        if not 0 < self.ratio <= 2:
+            _bad("ratio", self.ratio, "0 < ratio <= 2")
+        if not 0 < self.density <= 1:
+            _bad("density", self.density, "0 < density <= 1")
+        if not self.alpha >= 0:
+            _bad("alpha", self.alpha, "alpha >= 0")
+        if not 0 < self.beta <= 1:
+            _bad("beta", self.beta, "0 < beta <= 1")
+        if self.method not in METHODS:
+            _bad("method", self.method, f"one of {list(METHODS)}")
+        if self.budget not in BUDGETS and self.budget != "custom":
+            _bad("budget", self.budget, f"one of {list(BUDGETS)}")
+        if self.optimizer not in OPTIMIZERS:
+            _bad("optimizer", self.optimizer, f"one of {list(OPTIMIZERS)}")
+        if not (self.target_error < 0 or 0 < self.target_error < 1):
+            _bad("target_error", self.target_error, "0 < target_error < 1")
+        for name in ("lr", "connection_growth", "prune_fraction", "min_prune_fraction"):
+            if not 0 < getattr(self, name) <= (10 if name == "lr" else 1):
+                _bad(name, getattr(self, name), "in (0, 1]" if name != "lr" else "in (0, 10]")
+        for name in ("batch_size", "grad_samples"):
+            if getattr(self, name) < 1:
+                _bad(name, getattr(self, name), ">= 1")
+        for name in ("connection_birth", "prune_tolerance", "neuron_threshold"):
+            if not getattr(self, name) >= 0:
+                _bad(name, getattr(self, name), ">= 0")
+        if self.neurons_per_step < 0:
+            _bad("neurons_per_step", self.neurons_per_step, ">= 0")
+
+    @classmethod
+    def create(cls, **kwargs) -> SynthesisConfig:
+        """Build a config, filling ``budget_spec`` from the named budget preset."""
+        budget = kwargs.get("budget", "quick")
+        if "budget_spec" not in kwargs:
+            if budget not in BUDGETS:
+                _bad("budget", budget, f"one of {list(BUDGETS)}")
+            kwargs["budget_spec"] = BUDGETS[budget]
+        elif isinstance(kwargs["budget_spec"], dict):
+            kwargs["budget_spec"] = Budget(**kwargs["budget_spec"])
+        unknown = set(kwargs) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown config fields: {sorted(unknown)}")
+        return cls(**kwargs)
+
+    @property
+    def target(self) -> float:
+        """The effective target error (the model's default when unset)."""
+        return self.target_error if self.target_error >= 0 else DEFAULT_TARGET[self.model]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SynthesisConfig:
+        return cls.create(**d)
+
+    @property
+    def config_id(self) -> str:
+        """Hash of the canonical JSON of every field: names the run and keys its rows."""
+        canon = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canon.encode()).hexdigest()[:12]
+
+    def with_(self, **changes) -> SynthesisConfig:
+        return replace(self, **changes)

@@ -1,0 +1,166 @@
+"""Masked linear and conv layers: a weight, a bias and a bool connection mask buffer.
+
+The forward pass multiplies the mask in, so dormant connections take no part; after each
+optimizer step ``enforce_masks`` zeroes them, so momentum or Adam state cannot revive them.
+When ``track_dense_grad`` is set, the layer keeps the gradient of the loss with respect to
+every connection, dormant ones included (Policy 1 needs it).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nest_core.masks import check_mask
+
+
+class _Masked(nn.Module):
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+    mask: torch.Tensor
+
+    def _init_masked(self, shape: tuple[int, ...], bias: bool) -> None:
+        self.weight = nn.Parameter(torch.zeros(shape))
+        self.bias = nn.Parameter(torch.zeros(shape[0])) if bias else None
+        self.register_buffer("mask", torch.ones(shape, dtype=torch.bool))
+        self.track_dense_grad = False
+        self.dense_grad: torch.Tensor | None = None
+        self._effective: torch.Tensor | None = None
+
+    def effective_weight(self) -> torch.Tensor:
+        """The weight with dormant connections zeroed (what the forward pass uses)."""
+        w = self.weight * self.mask
+        if self.track_dense_grad and w.requires_grad:
+            w.register_hook(self._accumulate_dense_grad)
+        return w
+
+    def _accumulate_dense_grad(self, grad: torch.Tensor) -> None:
+        g = grad.detach()
+        self.dense_grad = g.clone() if self.dense_grad is None else self.dense_grad + g
+
+    def set_mask(self, mask: torch.Tensor) -> None:
+        """Replace the mask's contents (not its identity) and zero the dormant weights."""
+        self.mask.copy_(check_mask(mask.to(self.mask.device), self.weight))
+        self.enforce_mask()
+
+    @torch.no_grad()
+    def enforce_mask(self) -> None:
+        self.weight.mul_(self.mask)
+
+    def num_active(self) -> int:
+        return int(self.mask.sum())
+
+    @torch.no_grad()
+    def init_sparse_(self, generator: torch.Generator) -> None:
+        """Kaiming-normal init with the fan-in of active connections; dormant weights zero."""
+        fan_in = self.mask.flatten(1).sum(1).float().mean().clamp(min=1).item()
+        std = math.sqrt(2.0 / fan_in)
+        w = torch.randn(self.weight.shape, generator=generator) * std
+        self.weight.copy_(w.to(self.weight.device))
+        if self.bias is not None:
+            self.bias.zero_()
+        self.enforce_mask()
+
+
+class MaskedLinear(_Masked):
+    """``nn.Linear`` with a connection mask; weight (out, in)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+        super().__init__()
+        self._init_masked((out_features, in_features), bias)
+
+    @property
+    def in_features(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def out_features(self) -> int:
+        return self.weight.shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.effective_weight(), self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features} -> {self.out_features}, active={self.num_active()}"
+
+
+class MaskedConv2d(_Masked):
+    """``nn.Conv2d`` (stride 1, no padding) with a per-kernel-weight connection mask.
+
+    ``area`` is an optional bool buffer (in, out, P, Q) for partial-area convolution
+    (Algorithm 2): output position (p, q) of the pair (input map m, output map n) is
+    computed only where ``area[m, n, p, q]`` is set.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
+        super().__init__()
+        self._init_masked((out_channels, in_channels, kernel_size, kernel_size), True)
+        self.register_buffer("area", None)
+
+    @property
+    def in_channels(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def out_channels(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def kernel_size(self) -> int:
+        return self.weight.shape[2]
+
+    def set_area(self, area: torch.Tensor | None) -> None:
+        """Install (or with None remove) the partial-area mask (in, out, P, Q)."""
+        if area is not None:
+            if area.dtype != torch.bool or tuple(area.shape[:2]) != (
+                self.in_channels,
+                self.out_channels,
+            ):
+                raise ValueError(f"area must be bool (in, out, P, Q), got {tuple(area.shape)}")
+            area = area.to(self.weight.device)
+        self._buffers["area"] = area
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.effective_weight()  # (N, M, k, k)
+        if self.area is None:
+            return F.conv2d(x, w, self.bias)
+        return _partial_area_conv(x, w, self.bias, self.area)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels} -> {self.out_channels}, k={self.kernel_size}, "
+            f"active={self.num_active()}"
+        )
+
+
+def _partial_area_conv(
+    x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, area: torch.Tensor
+) -> torch.Tensor:
+    """y[n] = bias[n] + sum_m area[m, n] * conv(x[m], w[n, m]) (Algorithm 2's forward)."""
+    b, m = x.shape[:2]
+    n, k = w.shape[0], w.shape[2]
+    # One group per input map: each input map convolved with all N kernels reading it.
+    per_pair = w.transpose(0, 1).reshape(m * n, 1, k, k)  # (M*N, 1, k, k)
+    y = F.conv2d(x, per_pair, groups=m)  # (B, M*N, P, Q)
+    y = y.view(b, m, n, *y.shape[2:]) * area  # (B, M, N, P, Q)
+    y = y.sum(1)  # (B, N, P, Q)
+    return y if bias is None else y + bias.view(1, -1, 1, 1)
+
+
+def masked_layers(model: nn.Module) -> list[tuple[str, _Masked]]:
+    """All masked layers of ``model`` with their qualified names, in forward order."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, _Masked)]
+
+
+def enforce_masks(model: nn.Module) -> None:
+    """Zero every dormant weight of ``model`` (call after each optimizer step)."""
+    for _, layer in masked_layers(model):
+        layer.enforce_mask()
+
+
+def attach_mask_enforcer(optimizer: torch.optim.Optimizer, model: nn.Module):
+    """Make every ``optimizer.step()`` end by zeroing ``model``'s dormant weights."""
+    return optimizer.register_step_post_hook(lambda *_: enforce_masks(model))

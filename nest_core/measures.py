@@ -1,0 +1,143 @@
+"""Size and cost measures with the conventions of the NeST paper's Tables 2 and 4.
+
+Parameters are active connections (biases reported apart). FLOPs are 2 x multiply-
+accumulates per inference, counted two ways: over all active connections (and, for convs,
+only unmasked output positions of partial-area convolution), and skipping inputs that are
+zero, averaged over the given images (Table 4(a): fc2's 0.7K FLOPs = 2 x 718 weights x 46%
+active inputs). Act% is the share of a layer's outputs that are non-zero per inference.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from nest_core.layers import MaskedConv2d, _partial_area_conv, masked_layers
+from nest_core.models import SeedNet
+from nest_core.prune import layer_bns
+
+
+def count_params(net: torch.nn.Module) -> int:
+    """Active connections: the number of set mask bits."""
+    return sum(layer.num_active() for _, layer in masked_layers(net))
+
+
+def count_biases(net: SeedNet) -> int:
+    """Biases of units that still have an input connection."""
+    return sum(int(layer.mask.flatten(1).any(1).sum()) for _, layer, _ in layer_bns(net))
+
+
+def _conv_pairs_flops(layer: MaskedConv2d, inputs: torch.Tensor) -> float:
+    """Sum over output positions of active MACs, with ``inputs`` (M, H, W) the weight of
+    each input position (1 for all, P(x != 0) to skip zero inputs)."""
+    kernels = layer.mask.to(inputs.dtype)  # (N, M, k, k)
+    if layer.area is None:
+        return float(F.conv2d(inputs[None], kernels).sum())
+    return float(_partial_area_conv(inputs[None], kernels, None, layer.area).sum())
+
+
+@torch.no_grad()
+def layer_table(net: SeedNet, x: torch.Tensor, batch_size: int = 2000) -> list[dict]:
+    """Per-layer rows (name, kind, weights, possible, conv_pct, act_pct, in_act_pct, flops,
+    flops_nonzero), with activity measured on images ``x`` (the test set, by convention)."""
+    net.eval()
+    layers = layer_bns(net)
+    in_nz = [None] * len(layers)  # P(input != 0) per input position, summed then averaged
+    out_nz = [None] * len(layers)
+    captured: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    hooks = [
+        layer.register_forward_hook(lambda m, i, o, k=k: captured.__setitem__(k, (i[0], o)))
+        for k, (_, layer, _) in enumerate(layers)
+    ]
+    try:
+        for start in range(0, x.shape[0], batch_size):
+            _, hidden = net(x[start : start + batch_size], return_hidden=True)
+            for k in range(len(layers)):
+                inp = captured[k][0]
+                s_in = (inp != 0).float().sum(0)
+                s_out = (hidden[k] != 0).float().sum(0) if k < len(hidden) else None
+                in_nz[k] = s_in if in_nz[k] is None else in_nz[k] + s_in
+                if s_out is not None:
+                    out_nz[k] = s_out if out_nz[k] is None else out_nz[k] + s_out
+    finally:
+        for h in hooks:
+            h.remove()
+    rows = []
+    for k, (name, layer, _) in enumerate(layers):
+        p_in = in_nz[k] / x.shape[0]
+        act = 100.0 if out_nz[k] is None else float((out_nz[k] / x.shape[0]).mean() * 100)
+        rows.append(_row(name, layer, p_in, act))
+    return rows
+
+
+def _row(name: str, layer, p_in: torch.Tensor, act_pct: float) -> dict:
+    if isinstance(layer, MaskedConv2d):
+        flops = 2 * _conv_pairs_flops(layer, torch.ones_like(p_in))
+        flops_nz = 2 * _conv_pairs_flops(layer, p_in)
+        p, q = p_in.shape[1] - layer.kernel_size + 1, p_in.shape[2] - layer.kernel_size + 1
+        area = layer.area
+        conv_pct = 100.0 if area is None else float(area.float().mean() * 100)
+        kind = "conv"
+        shape = f"{layer.out_channels}x{layer.in_channels}x{layer.kernel_size}x{layer.kernel_size}"
+        dense_positions = p * q
+    else:
+        flops = 2 * layer.num_active()
+        flops_nz = 2 * float((layer.mask.sum(0).float() * p_in).sum())
+        conv_pct, kind, dense_positions = None, "fc", 1
+        shape = f"{layer.out_features}x{layer.in_features}"
+    return {
+        "name": name,
+        "kind": kind,
+        "shape": shape,
+        "weights": layer.num_active(),
+        "possible": layer.weight.numel(),
+        "units": int(layer.mask.flatten(1).any(1).sum()),
+        "conv_pct": conv_pct,
+        "act_pct": act_pct,
+        "in_act_pct": float(p_in.mean() * 100),
+        "flops": int(round(flops)),
+        "flops_nonzero": int(round(flops_nz)),
+        "dense_flops": 2 * layer.weight.numel() * dense_positions,
+    }
+
+
+def totals(rows: list[dict]) -> dict:
+    """Whole-model sums of a layer table."""
+    return {
+        "params": sum(r["weights"] for r in rows),
+        "flops": sum(r["flops"] for r in rows),
+        "flops_nonzero": sum(r["flops_nonzero"] for r in rows),
+    }
+
+
+def dense_cost(net: SeedNet) -> tuple[int, int]:
+    """(weights, FLOPs) of ``net``'s architecture with every connection active."""
+    h, w = net.input_shape[1:]
+    params = flops = 0
+    for conv in net.convs:
+        h, w = h - conv.kernel_size + 1, w - conv.kernel_size + 1
+        params += conv.weight.numel()
+        flops += 2 * conv.weight.numel() * h * w
+        h, w = h // 2, w // 2
+    for fc in net.fcs:
+        params += fc.weight.numel()
+        flops += 2 * fc.weight.numel()
+    return params, flops
+
+
+def format_table(rows: list[dict], dense: tuple[int, int] | None = None) -> str:
+    """The paper's Table 4 as text: layer, #weights, Conv%, Act%, FLOPs."""
+    lines = [f"{'layer':<7}{'shape':>14}{'#weights':>10}{'Conv%':>7}{'Act%':>7}"
+             f"{'FLOPs':>10}{'FLOPs(nz)':>11}"]
+    for r in rows:
+        conv = "-" if r["conv_pct"] is None else f"{r['conv_pct']:.0f}%"
+        lines.append(f"{r['name']:<7}{r['shape']:>14}{r['weights']:>10,}{conv:>7}"
+                     f"{r['act_pct']:>6.0f}%{r['flops']:>10,}{r['flops_nonzero']:>11,}")
+    t = totals(rows)
+    lines.append(f"{'total':<7}{'':>14}{t['params']:>10,}{'':>14}{t['flops']:>10,}"
+                 f"{t['flops_nonzero']:>11,}")
+    if dense is not None:
+        lines.append(f"dense reference: {dense[0]:,} weights, {dense[1]:,} FLOPs -> "
+                     f"{dense[0] / max(t['params'], 1):.1f}x fewer weights, "
+                     f"{dense[1] / max(t['flops'], 1):.1f}x fewer FLOPs")
+    return "\n".join(lines)

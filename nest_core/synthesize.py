@@ -1,0 +1,226 @@
+"""The NeST synthesis loop (Section 3 of the paper): train a sparse seed, grow it until the
+validation error reaches the target (Policies 1-3), then prune it (Policy 4) for as long as
+retraining holds the error. Between iterations the whole state is a checkpoint, so an
+interrupted synthesis resumes where it stopped.
+
+>>> synth = Synthesis(SynthesisConfig.create(model="lenet300", ratio=0.4, budget="smoke"), data)
+>>> result = synth.run()
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+
+import torch
+
+from nest_core.config import SynthesisConfig
+from nest_core.data import AffineDistortion, ImageData
+from nest_core.grow_connections import dense_gradients, grow_connections
+from nest_core.grow_neurons import grow_neurons
+from nest_core.history import Event
+from nest_core.measures import count_params
+from nest_core.models import Architecture, SeedNet, build_seed, seed_architecture
+from nest_core.prune import magnitude_prune, prune_dead_units
+from nest_core.result import build_result
+from nest_core.train import error_rate, grad_batches, train_samples
+
+
+def display_name(module_name: str) -> str:
+    """'convs.0' -> 'conv1', 'fcs.2' -> 'fc3' (the paper's layer names)."""
+    kind, index = module_name.split(".")
+    return f"{kind[:-1]}{int(index) + 1}"
+
+
+StepCallback = Callable[[dict, "Synthesis"], None]
+STAGES = ("warmup", "growth", "pruning", "final", "done")
+
+
+class Synthesis:
+    """One synthesis run: its network, stage, counters and history."""
+
+    def __init__(self, cfg: SynthesisConfig, data: ImageData) -> None:
+        self.cfg, self.data, self.device = cfg, data, data.device
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        arch = seed_architecture(cfg.model, cfg.ratio, cfg.batch_norm)
+        self.net: SeedNet = build_seed(arch, cfg.density, self.generator).to(self.device)
+        self.stage, self.step = "warmup", 0
+        self.seconds = {"growth": 0.0, "pruning": 0.0}
+        self.samples = {"growth": 0, "pruning": 0}
+        self.history: list[Event] = []
+        self.val_error = float("nan")
+        self.post_growth: dict = {}
+        self.prune_fraction = cfg.prune_fraction
+        self.reference = float("nan")  # validation error pruning must hold
+        self.distortion = AffineDistortion() if cfg.distortion else None
+
+    # ---- bookkeeping -------------------------------------------------------------------
+    @property
+    def budget(self):
+        return self.cfg.budget_spec
+
+    def _epochs(self, epochs: float) -> int:
+        return int(round(epochs * len(self.data.train)))
+
+    def _train(self, epochs: float, kind: str, lr_scale: float = 1.0) -> None:
+        seen = train_samples(self.net, self.data, self._epochs(epochs), self.cfg.optimizer,
+                             self.cfg.lr * lr_scale, self.cfg.batch_size, self.generator,
+                             self.distortion)
+        self.samples[kind] += seen
+
+    def _log(self, phase: str, layer: str = "", added: int = 0, removed: int = 0,
+             detail: str = "") -> None:
+        self.history.append(Event(
+            phase=phase, step=self.step, layer=layer, added=added, removed=removed,
+            params=count_params(self.net), val_error=self.val_error,
+            seconds=sum(self.seconds.values()), samples=sum(self.samples.values()),
+            detail=detail))
+
+    def _evaluate(self) -> float:
+        self.val_error = error_rate(self.net, self.data.val)
+        return self.val_error
+
+    def report(self) -> dict:
+        """Every objective, as of now (what a sweep reports after each iteration)."""
+        params = count_params(self.net)
+        return {
+            "stage": self.stage, "step": self.step, "params": params,
+            "val_error": self.val_error,
+            "growth_seconds": self.seconds["growth"], "growth_samples": self.samples["growth"],
+            "pruning_seconds": self.seconds["pruning"],
+            "pruning_samples": self.samples["pruning"],
+            "post_growth_params": self.post_growth.get("params", params),
+            "final_params": params,
+            "target_reached": bool(self.post_growth.get("target_reached",
+                                                        self.val_error <= self.cfg.target)),
+        }
+
+    # ---- stages ------------------------------------------------------------------------
+    def _warmup(self) -> None:
+        self._train(self.budget.warmup_epochs, "growth")
+        self._evaluate()
+        self._log("warmup")
+        self.stage = "growth"
+
+    def _grow_once(self) -> None:
+        """One growth iteration: connections (Policy 1), neurons (Algorithm 1), training."""
+        cfg = self.cfg
+        batches = list(grad_batches(self.data, cfg.grad_samples, 1000, self.generator))
+        self.samples["growth"] += sum(x.shape[0] for x, _ in batches)
+        grads = dense_gradients(self.net, batches)
+        for name, n in grow_connections(self.net, grads, cfg.connection_growth,
+                                        cfg.connection_birth).items():
+            self._log("grow_connections", display_name(name), added=n)
+        if cfg.neurons_per_step > 0:
+            for j in range(len(self.net.fcs) - 1):
+                n = grow_neurons(self.net, j, cfg.neurons_per_step, batches[:2], cfg.alpha,
+                                 cfg.beta, self.generator)
+                self.samples["growth"] += n * sum(x.shape[0] for x, _ in batches[:2])
+                self._log("grow_neurons", f"fc{j + 1}", added=n)
+        self._train(self.budget.growth_epochs, "growth")
+        self._evaluate()
+        self._log("train")
+
+    def _growth(self) -> None:
+        if self.val_error <= self.cfg.target or self.step >= self.budget.growth_steps:
+            reached = self.val_error <= self.cfg.target
+            self.post_growth = {"params": count_params(self.net), "val_error": self.val_error,
+                                "target_reached": reached,
+                                "architecture": self.net.architecture().to_dict()}
+            self.reference = (self.cfg.target if reached else self.val_error)
+            self.reference += self.cfg.prune_tolerance
+            self.stage, self.step = "pruning", 0
+            return
+        self.step += 1
+        self._grow_once()
+
+    def _pruning(self) -> None:
+        if (self.step >= self.budget.prune_steps
+                or self.prune_fraction < self.cfg.min_prune_fraction):
+            self.stage, self.step = "final", 0
+            return
+        self.step += 1
+        good = copy.deepcopy(self.net)
+        removed = magnitude_prune(self.net, self.prune_fraction)
+        for name, cut in prune_dead_units(self.net, self.data.val.x,
+                                          self.cfg.neuron_threshold).items():
+            self._log("prune_neurons", name, removed=cut)
+        self._train(self.budget.retrain_epochs, "pruning", lr_scale=0.5)
+        self._evaluate()
+        if self.val_error <= self.reference:
+            for name, n in removed.items():
+                self._log("prune", name, removed=n)
+        else:
+            self._log("prune", "", removed=0, detail=(
+                f"rejected: fraction {self.prune_fraction:.3g} gave val error "
+                f"{self.val_error:.4f} > {self.reference:.4f}; halving"))
+            self.net = good
+            self._evaluate()
+            self.prune_fraction /= 2
+
+    def _final(self) -> None:
+        before, good = self.val_error, copy.deepcopy(self.net)
+        self._train(self.budget.final_epochs, "pruning", lr_scale=0.5)
+        if self._evaluate() > max(before, self.reference):
+            self.net, self.val_error = good, before
+        self._log("final")
+        self.stage = "done"
+
+    def advance(self) -> None:
+        """Run one iteration of the current stage, timing it against its phase."""
+        kind = "growth" if self.stage in ("warmup", "growth") else "pruning"
+        start = time.perf_counter()
+        getattr(self, f"_{self.stage}")()
+        self.seconds[kind] += time.perf_counter() - start
+
+    def run(self, on_step: StepCallback | None = None) -> dict:
+        """Run to the end; ``on_step(report, self)`` is called after every iteration."""
+        while self.stage != "done":
+            self.advance()
+            if on_step is not None:
+                on_step(self.report(), self)
+        return build_result(self)
+
+    # ---- checkpoints -------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything needed to resume; loads with ``torch.load(weights_only=True)``."""
+        return {
+            "config_id": self.cfg.config_id, "stage": self.stage, "step": self.step,
+            "architecture": self.net.architecture().to_dict(),
+            "areas": {f"convs.{i}": c.area.cpu() for i, c in enumerate(self.net.convs)
+                      if c.area is not None},
+            "model": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+            "generator": self.generator.get_state(),
+            "seconds": dict(self.seconds), "samples": dict(self.samples),
+            "history": [e.to_dict() for e in self.history], "val_error": self.val_error,
+            "post_growth": self.post_growth, "prune_fraction": self.prune_fraction,
+            "reference": self.reference,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["config_id"] != self.cfg.config_id:
+            raise ValueError(f"checkpoint is of config {state['config_id']}, "
+                             f"not {self.cfg.config_id}")
+        net = SeedNet(Architecture.from_dict(state["architecture"]))
+        for name, area in state["areas"].items():
+            net.get_submodule(name).set_area(area)
+        net.load_state_dict(state["model"])
+        self.net = net.to(self.device)
+        self.generator.set_state(state["generator"])
+        self.history = [Event(**e) for e in state["history"]]
+        for key in ("stage", "step", "seconds", "samples", "val_error", "post_growth",
+                    "prune_fraction", "reference"):
+            setattr(self, key, state[key])
+
+
+def synthesize(cfg: SynthesisConfig, data: ImageData, on_step: StepCallback | None = None,
+               resume: dict | None = None) -> tuple[dict, SeedNet]:
+    """Run a synthesis (resuming from a ``Synthesis.state_dict()`` when given); returns the
+    result dict (what result.json holds) and the final masked network."""
+    synth = Synthesis(cfg, data)
+    if resume is not None:
+        synth.load_state_dict(resume)
+    result = synth.run(on_step)
+    return result, synth.net
