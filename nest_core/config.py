@@ -18,7 +18,7 @@ DEFAULT_TARGET = {"lenet300": 0.013, "lenet5": 0.008}
 
 @dataclass(frozen=True)
 class Budget:
-    """How much training a synthesis may spend; epochs are over the (possibly limited) train set."""
+    """How much training a synthesis may spend; epochs are over the (limited) train split."""
 
     train_limit: int | None = None  # training samples used; None = the whole train split
     warmup_epochs: float = 1.0  # seed training before the first growth step
