@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from nest_core.config import BUDGETS, METHODS, SynthesisConfig
@@ -34,6 +35,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--budget", default="quick", help=f"one of {', '.join(BUDGETS)}")
     p.add_argument("--batch-norm", action="store_true", help="batch norm after each layer")
     p.add_argument("--distortion", action="store_true", help="affine-distorted training data")
+    p.add_argument("--area-gamma", type=float, default=0.1,
+                   help="partial-area convolution: percentile masked per iteration, in (0, 1)")
+    p.add_argument("--area-steps", type=int, default=None,
+                   help="partial-area convolution iterations (default: the budget's)")
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--data-dir", default=None, help="folder holding MNIST/raw (or NEST_DATA)")
     p.add_argument("--seed", type=int, default=0)
@@ -41,6 +46,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quiet", action="store_true", help="no per-iteration progress lines")
     return p.parse_args(argv)
+
+
+def _budget_override(args: argparse.Namespace) -> dict:
+    if args.area_steps is None:
+        return {}
+    if args.budget not in BUDGETS:
+        raise ValueError(f"budget={args.budget!r} is out of range: allowed {list(BUDGETS)}")
+    return {"budget_spec": replace(BUDGETS[args.budget], area_steps=args.area_steps)}
 
 
 def _progress(report: dict, synth: Synthesis) -> None:
@@ -56,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             model=args.model, ratio=args.ratio, density=args.density, alpha=args.alpha,
             beta=args.beta, method=args.method, target_error=args.target_error,
             budget=args.budget, batch_norm=args.batch_norm, distortion=args.distortion,
-            dataset=args.dataset, seed=args.seed)
+            dataset=args.dataset, seed=args.seed, area_gamma=args.area_gamma,
+            **_budget_override(args))
         device = resolve_device(args.device)
         data = load_dataset(cfg.dataset, root=args.data_dir, device=device,
                             train_limit=cfg.budget_spec.train_limit)

@@ -27,6 +27,7 @@ class Budget:
     prune_steps: int = 20  # at most this many pruning iterations
     retrain_epochs: float = 1.0  # retraining after each pruning step
     final_epochs: float = 0.0  # fine-tuning of the final model
+    area_steps: int = 0  # partial-area convolution iterations (Algorithm 2), conv nets only
 
     def __post_init__(self) -> None:
         if self.train_limit is not None and self.train_limit < 1:
@@ -34,18 +35,18 @@ class Budget:
         for name in ("warmup_epochs", "growth_epochs", "retrain_epochs", "final_epochs"):
             if not getattr(self, name) >= 0:
                 _bad(f"budget.{name}", getattr(self, name), ">= 0")
-        for name in ("growth_steps", "prune_steps"):
+        for name in ("growth_steps", "prune_steps", "area_steps"):
             if getattr(self, name) < 0:
                 _bad(f"budget.{name}", getattr(self, name), ">= 0")
 
 
 BUDGETS: dict[str, Budget] = {
     "smoke": Budget(train_limit=3000, warmup_epochs=1, growth_steps=2, growth_epochs=1,
-                    prune_steps=2, retrain_epochs=1, final_epochs=0),
+                    prune_steps=2, retrain_epochs=1, final_epochs=0, area_steps=1),
     "quick": Budget(train_limit=None, warmup_epochs=2, growth_steps=8, growth_epochs=2,
-                    prune_steps=12, retrain_epochs=1, final_epochs=2),
+                    prune_steps=12, retrain_epochs=1, final_epochs=2, area_steps=3),
     "paper": Budget(train_limit=None, warmup_epochs=5, growth_steps=30, growth_epochs=3,
-                    prune_steps=60, retrain_epochs=2, final_epochs=10),
+                    prune_steps=60, retrain_epochs=2, final_epochs=10, area_steps=8),
 }
 
 
@@ -77,6 +78,10 @@ class SynthesisConfig:
     connection_growth: float = 0.2  # Policy 1: connections added per layer, share of active
     connection_birth: float = 0.1  # Policy 1: mean |w| of new connections / mean |W| of layer
     neurons_per_step: int = 10  # Algorithm 1: neurons added per hidden layer per growth step
+    neuron_grad_samples: int = 2000  # Algorithm 1: samples G is summed over, per neuron
+    maps_per_step: int = 2  # Policy 3: feature maps added per conv layer per growth step
+    map_candidates: int = 10  # Policy 3: K candidate kernel sets tried per new map
+    area_gamma: float = 0.1  # Algorithm 2: percentile of contributions masked per iteration
     prune_fraction: float = 0.2  # Policy 4: share of each layer's active weights pruned per step
     min_prune_fraction: float = 0.02  # the step is halved on failure until it falls below this
     prune_tolerance: float = 0.002  # pruning keeps validation error <= reference + tolerance
@@ -106,14 +111,17 @@ class SynthesisConfig:
         for name in ("lr", "connection_growth", "prune_fraction", "min_prune_fraction"):
             if not 0 < getattr(self, name) <= (10 if name == "lr" else 1):
                 _bad(name, getattr(self, name), "in (0, 1]" if name != "lr" else "in (0, 10]")
-        for name in ("batch_size", "grad_samples"):
+        if not 0 < self.area_gamma < 1:
+            _bad("area_gamma", self.area_gamma, "0 < area_gamma < 1")
+        for name in ("batch_size", "grad_samples", "neuron_grad_samples", "map_candidates"):
             if getattr(self, name) < 1:
                 _bad(name, getattr(self, name), ">= 1")
         for name in ("connection_birth", "prune_tolerance", "neuron_threshold"):
             if not getattr(self, name) >= 0:
                 _bad(name, getattr(self, name), ">= 0")
-        if self.neurons_per_step < 0:
-            _bad("neurons_per_step", self.neurons_per_step, ">= 0")
+        for name in ("neurons_per_step", "maps_per_step"):
+            if getattr(self, name) < 0:
+                _bad(name, getattr(self, name), ">= 0")
 
     @classmethod
     def create(cls, **kwargs) -> SynthesisConfig:

@@ -18,10 +18,12 @@ import torch
 from nest_core.config import SynthesisConfig
 from nest_core.data import AffineDistortion, ImageData
 from nest_core.grow_connections import dense_gradients, grow_connections
+from nest_core.grow_maps import grow_feature_maps
 from nest_core.grow_neurons import grow_neurons
 from nest_core.history import Event
 from nest_core.measures import count_params
 from nest_core.models import Architecture, SeedNet, build_seed, seed_architecture
+from nest_core.partial_area import partial_area_step
 from nest_core.prune import magnitude_prune, prune_dead_units
 from nest_core.result import build_result
 from nest_core.train import error_rate, grad_batches, train_samples
@@ -34,7 +36,7 @@ def display_name(module_name: str) -> str:
 
 
 StepCallback = Callable[[dict, "Synthesis"], None]
-STAGES = ("warmup", "growth", "pruning", "final", "done")
+STAGES = ("warmup", "growth", "pruning", "partial_area", "final", "done")
 
 
 class Synthesis:
@@ -110,15 +112,26 @@ class Synthesis:
         batches = list(grad_batches(self.data, cfg.grad_samples, 1000, self.generator))
         self.samples["growth"] += sum(x.shape[0] for x, _ in batches)
         grads = dense_gradients(self.net, batches)
+        few = batches[: max(1, cfg.neuron_grad_samples // 1000)]
+        few_samples = sum(x.shape[0] for x, _ in few)
         for name, n in grow_connections(self.net, grads, cfg.connection_growth,
                                         cfg.connection_birth).items():
             self._log("grow_connections", display_name(name), added=n)
         if cfg.neurons_per_step > 0:
             for j in range(len(self.net.fcs) - 1):
-                n = grow_neurons(self.net, j, cfg.neurons_per_step, batches[:2], cfg.alpha,
+                n = grow_neurons(self.net, j, cfg.neurons_per_step, few, cfg.alpha,
                                  cfg.beta, self.generator)
-                self.samples["growth"] += n * sum(x.shape[0] for x, _ in batches[:2])
+                self.samples["growth"] += n * few_samples
                 self._log("grow_neurons", f"fc{j + 1}", added=n)
+        if cfg.maps_per_step > 0:
+            for i in range(len(self.net.convs)):
+                for event in grow_feature_maps(self.net, i, cfg.maps_per_step, few[0],
+                                               cfg.map_candidates, cfg.density, cfg.alpha,
+                                               self.generator):
+                    self.samples["growth"] += few[0][0].shape[0] * cfg.map_candidates
+                    self._log("grow_maps", f"conv{i + 1}", added=event["added"], detail=(
+                        f"loss drop chosen {event['chosen_drop']:.4g}, "
+                        f"random {event['random_drop']:.4g}"))
         self._train(self.budget.growth_epochs, "growth")
         self._evaluate()
         self._log("train")
@@ -139,7 +152,7 @@ class Synthesis:
     def _pruning(self) -> None:
         if (self.step >= self.budget.prune_steps
                 or self.prune_fraction < self.cfg.min_prune_fraction):
-            self.stage, self.step = "final", 0
+            self.stage, self.step = "partial_area", 0
             return
         self.step += 1
         good = copy.deepcopy(self.net)
@@ -159,6 +172,26 @@ class Synthesis:
             self.net = good
             self._evaluate()
             self.prune_fraction /= 2
+
+    def _partial_area(self) -> None:
+        """Algorithm 2 on conv layers: mask low-contribution output positions, retrain, and
+        keep the step only while validation error holds the reference."""
+        if not self.net.convs or self.step >= self.budget.area_steps:
+            self.stage, self.step = "final", 0
+            return
+        self.step += 1
+        good = copy.deepcopy(self.net)
+        x = next(grad_batches(self.data, 1000, 1000, self.generator))[0]
+        masked = partial_area_step(self.net, x, self.cfg.area_gamma)
+        self._train(self.budget.retrain_epochs, "pruning", lr_scale=0.5)
+        if self._evaluate() <= self.reference:
+            for name, n in masked.items():
+                self._log("partial_area", name, removed=n)
+        else:
+            self._log("partial_area", "", detail=f"rejected: val error {self.val_error:.4f}")
+            self.net = good
+            self._evaluate()
+            self.step = self.budget.area_steps  # stop: areas only shrink from here
 
     def _final(self) -> None:
         before, good = self.val_error, copy.deepcopy(self.net)
