@@ -2,7 +2,8 @@
 
 Example:
     >>> res = load_results("results/lenet300_ratio")  # doctest: +SKIP
-    >>> rec = recommend_seed(res.trials, objective={"final_params": 1, "growth_seconds": 1})
+    >>> weights = {"final_params": 1, "growth_seconds": 1}
+    >>> rec = recommend_seed(res.trials, objective=weights)  # doctest: +SKIP
     >>> rec.seed, rec.message  # doctest: +SKIP
 """
 
@@ -39,7 +40,7 @@ class Results:
 
     trials: pd.DataFrame
     history: pd.DataFrame
-    manifest: dict[str, Any]  # merged: a value, or the sorted list of differing values
+    manifest: dict[str, Any]  # merged: each key's value, or the list of differing values
     manifests: dict[str, dict[str, Any]] = field(default_factory=dict)  # folder -> manifest
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
