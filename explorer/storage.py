@@ -1,0 +1,226 @@
+"""Result files of a sweep: atomic writes, per-trial rows, the merge into parquet, manifest.
+
+Every file is written to a temp file in its own folder, fsynced and moved over the target
+with ``os.replace``, so readers see the old file or the new one, never a partial one. Each
+trial writes only its own folder ``<exp>/trials/<config_id>/`` (result.json, row.parquet,
+events.parquet); the driver alone merges them into ``trials.parquet`` and
+``history.parquet``, one row per config_id, so reruns and retries never duplicate rows.
+
+>>> write_json(Path("results/x/manifest.json"), {"study": "lenet5"})  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+
+from explorer.schema import HISTORY_COLUMNS, SCHEMA_VERSION, TRIAL_COLUMNS
+
+TRIALS, HISTORY, MANIFEST = "trials.parquet", "history.parquet", "manifest.json"
+RESULT, ROW, EVENTS = "result.json", "row.parquet", "events.parquet"
+SORT_KEYS = ("model", "method", "ratio", "density", "alpha", "beta", "seed", "config_id")
+PACKAGES = ("torch", "ray", "optuna", "numpy", "pandas", "pyarrow", "pyyaml")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write(file)`` on a temp file next to ``path``, fsync it, then move it over."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON (NaN becomes null)."""
+    text = json.dumps(_jsonable(obj), indent=2, sort_keys=False)
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def write_parquet(path: Path, df: pd.DataFrame) -> None:
+    """Atomically write ``df`` as parquet (pyarrow), without its index."""
+    atomic_write(path, lambda f: df.to_parquet(f, index=False))
+
+
+def read_json(path: Path) -> dict | None:
+    """The JSON object in ``path``, or None when it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+# ---- rows ---------------------------------------------------------------------------------
+def config_columns(config: dict[str, Any], target: float) -> dict[str, Any]:
+    """A SynthesisConfig dict as flat columns: budget_spec fields become ``budget_<field>``,
+    target_error the effective target."""
+    cols = {k: v for k, v in config.items() if k != "budget_spec"}
+    cols.update({f"budget_{k}": v for k, v in config.get("budget_spec", {}).items()})
+    cols["target_error"] = target
+    return cols
+
+
+def outcome_columns(result: dict[str, Any]) -> dict[str, Any]:
+    """Every scalar of a nest_core result dict; lists and dicts become ``<key>_json``."""
+    cols: dict[str, Any] = {}
+    for key, value in result.items():
+        if key in ("config", "history"):
+            continue
+        if key == "layers":
+            cols["layers_json"] = json.dumps(_jsonable(value))
+        elif isinstance(value, (dict, list)):
+            cols[f"{key}_json"] = json.dumps(_jsonable(value))
+        else:
+            cols[key] = value
+    return cols
+
+
+def trial_row(record: dict[str, Any]) -> dict[str, Any]:
+    """One trials.parquet row from a trial record (see ``explorer.trainable``)."""
+    row = dict.fromkeys(TRIAL_COLUMNS)
+    row.update(config_columns(record["config"], record["target_error"]))
+    row.update(outcome_columns(record.get("result") or {}))
+    row.update({k: record[k] for k in ("config_id", "trial_id", "study", "experiment_id",
+                                       "status", "error", "attempt", "started_at",
+                                       "finished_at", "wall_seconds")})
+    row["schema_version"] = SCHEMA_VERSION
+    return row
+
+
+def history_frame(record: dict[str, Any]) -> pd.DataFrame:
+    """The history events of a trial record, one row each, keyed by config_id and trial_id."""
+    events = [{**e, "config_id": record["config_id"], "trial_id": record["trial_id"],
+               "schema_version": SCHEMA_VERSION} for e in record.get("history", [])]
+    df = pd.DataFrame(events, columns=list(HISTORY_COLUMNS) + ["detail"])
+    return df.astype({"val_error": "float64", "seconds": "float64"})
+
+
+def write_trial(folder: Path, record: dict[str, Any]) -> None:
+    """Write a finished trial's own files: events, row, then result.json (the done mark)."""
+    write_parquet(folder / EVENTS, history_frame(record))
+    write_parquet(folder / ROW, pd.DataFrame([trial_row(record)]))
+    write_json(folder / RESULT, record)
+
+
+def finished_record(folder: Path) -> dict | None:
+    """The trial record in ``folder`` when its files are complete, else None."""
+    record = read_json(folder / RESULT)
+    if record is None or not (folder / ROW).is_file() or not (folder / EVENTS).is_file():
+        return None
+    return record
+
+
+def merge_trials(trials_dir: Path, exp_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Merge every finished per-trial folder into exp_dir's trials/history parquet files."""
+    rows, events = [], []
+    folders = sorted(p for p in Path(trials_dir).glob("*") if p.is_dir())
+    for folder in folders:
+        if finished_record(folder) is None:
+            continue
+        rows.append(pd.read_parquet(folder / ROW))
+        events.append(pd.read_parquet(folder / EVENTS))
+    trials = _concat(rows, TRIAL_COLUMNS)
+    if len(trials):
+        trials = (trials.sort_values("attempt", kind="stable")
+                  .drop_duplicates("config_id", keep="last")
+                  .sort_values(list(SORT_KEYS), kind="stable").reset_index(drop=True))
+    history = _concat(events, HISTORY_COLUMNS)
+    write_parquet(Path(exp_dir) / TRIALS, trials)
+    write_parquet(Path(exp_dir) / HISTORY, history)
+    return trials, history
+
+
+def _concat(frames: list[pd.DataFrame], columns: Iterable[str]) -> pd.DataFrame:
+    frames = [f.dropna(axis=1, how="all") for f in frames]  # keeps dtypes of typed frames
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    for col in columns:
+        if col not in df.columns:
+            df[col] = pd.Series([None] * len(df), dtype="object")
+    extras = [c for c in df.columns if c not in columns]
+    return df[[*columns, *extras]]
+
+
+# ---- manifest -----------------------------------------------------------------------------
+def git_state(repo: Path = REPO) -> tuple[str, bool]:
+    """(HEAD sha, dirty flag) of ``repo``; ("unknown", False) outside git."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                             text=True, check=True, timeout=10).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=repo,
+                                capture_output=True, text=True, check=True, timeout=30)
+        return sha, bool(status.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", False
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def data_hashes(root: Path, dataset: str) -> dict[str, str]:
+    """sha256 of the dataset's raw files (``<root>/<Folder>/raw/*``), keyed by relative path."""
+    want = dataset.replace("_", "").lower()
+    hashes = {}
+    for folder in sorted(Path(root).glob("*/raw")):
+        if folder.parent.name.lower() != want:
+            continue
+        for file in sorted(folder.iterdir()):
+            if file.is_file() and "ubyte" in file.name:
+                digest = hashlib.sha256()
+                with file.open("rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        digest.update(chunk)
+                hashes[str(file.relative_to(root))] = digest.hexdigest()
+    return hashes
+
+
+def build_manifest(**fields: Any) -> dict[str, Any]:
+    """The manifest.json of an experiment: the given fields plus git, packages and time."""
+    sha, dirty = git_state()
+    return {**fields, "git_sha": sha, "git_dirty": dirty, "packages": package_versions(),
+            "created_at": now()}

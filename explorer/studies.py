@@ -1,0 +1,265 @@
+"""Study files: declarative YAML sweeps over NeST seed architectures, validated on load.
+
+A study names a model, a search space (ratio, density, alpha, beta, method lists and a number
+of repeats = seeds), the objectives, the target error and budget presets (smoke, quick,
+paper), each a nest_core budget preset with optional Budget field overrides and grid cuts.
+
+>>> study = load_study("lenet300")  # studies/lenet300.yaml
+>>> plan = study.plan("smoke")
+>>> len(study.grid(plan))  # configs of the smoke grid, as SynthesisConfig.create kwargs
+2
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from explorer.schema import OUTCOME_COLUMNS
+from nest_core.config import BUDGETS, Budget, SynthesisConfig
+from nest_core.models import SEEDS
+
+STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"
+BUDGET_NAMES = ("smoke", "quick", "paper")
+SPACE_LISTS = ("ratio", "density", "alpha", "beta", "method")
+SPACE_KEYS = (*SPACE_LISTS, "repeats")
+TOP_KEYS = ("name", "model", "description", "space", "objectives", "target_error", "budgets",
+            "default_budget", "fixed", "hooks")
+REQUIRED = ("name", "model", "space", "objectives", "budgets", "default_budget")
+SEARCHED = ("model", "method", "ratio", "density", "alpha", "beta", "seed", "budget",
+            "budget_spec", "target_error")  # set by the study itself, never under `fixed`
+HOOKS = ("fail_with_nan",)  # test hooks, handled by the trainable
+NON_OBJECTIVES = ("layers_json", "target_reached")
+
+
+class StudyError(ValueError):
+    """A study is missing or invalid; the message names the offending field."""
+
+
+@dataclass(frozen=True)
+class Space:
+    """The searched values; the grid is their product times ``repeats`` seeds."""
+
+    ratio: tuple[float, ...]
+    density: tuple[float, ...]
+    alpha: tuple[float, ...]
+    beta: tuple[float, ...]
+    method: tuple[str, ...] = ("nest",)
+    repeats: int = 1
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """One budget preset of a study: the nest_core Budget and the (possibly cut) space."""
+
+    name: str
+    budget: Budget
+    space: Space
+
+
+@dataclass(frozen=True)
+class Study:
+    """A validated study file."""
+
+    name: str
+    model: str
+    path: Path
+    space: Space
+    objectives: dict[str, str]
+    target_error: float  # < 0: the model's default
+    budgets: dict[str, BudgetPlan]
+    default_budget: str
+    description: str = ""
+    fixed: dict[str, Any] = field(default_factory=dict)
+    hooks: dict[str, Any] = field(default_factory=dict)
+    content_hash: str = ""
+
+    def plan(self, budget: str | None = None) -> BudgetPlan:
+        """The plan of ``budget`` (the study's default when None)."""
+        name = budget or self.default_budget
+        if name not in self.budgets:
+            raise StudyError(f"budget {name!r} is not defined by study {self.name!r}: "
+                             f"choose one of {sorted(self.budgets)}")
+        return self.budgets[name]
+
+    def grid(self, plan: BudgetPlan, base_seed: int = 0,
+             train_limit: int | None = None) -> list[dict[str, Any]]:
+        """Every grid point as ``SynthesisConfig.create`` kwargs, each validated."""
+        budget = plan.budget if train_limit is None else replace(plan.budget,
+                                                                 train_limit=train_limit)
+        s = plan.space
+        points = []
+        for method, ratio, density, alpha, beta, rep in itertools.product(
+                s.method, s.ratio, s.density, s.alpha, s.beta, range(s.repeats)):
+            kwargs = {**self.fixed, "model": self.model, "method": method, "ratio": ratio,
+                      "density": density, "alpha": alpha, "beta": beta,
+                      "seed": base_seed + rep, "budget": plan.name,
+                      "budget_spec": asdict(budget), "target_error": self.target_error}
+            try:
+                SynthesisConfig.create(**kwargs)
+            except (TypeError, ValueError) as e:
+                raise StudyError(f"{self.path}: grid point {_point(kwargs)}: {e}") from e
+            points.append(kwargs)
+        return points
+
+
+def _point(kwargs: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={kwargs[k]}" for k in ("method", "ratio", "density", "alpha",
+                                                  "beta", "seed"))
+
+
+def study_path(name_or_path: str | Path) -> Path:
+    """``lenet5`` -> studies/lenet5.yaml; an existing path is returned as it is."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    return STUDIES_DIR / f"{name_or_path}.yaml"
+
+
+def available_studies() -> list[str]:
+    return sorted(p.stem for p in STUDIES_DIR.glob("*.yaml"))
+
+
+def load_study(name_or_path: str | Path) -> Study:
+    """Read and validate a study file; raises StudyError naming the bad field."""
+    path = study_path(name_or_path)
+    if not path.is_file():
+        raise StudyError(f"unknown study {str(name_or_path)!r}: no file {path} "
+                         f"(known: {', '.join(available_studies()) or 'none'})")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise StudyError(f"{path}: not valid YAML: {e}") from e
+    try:
+        return parse_study(raw, path)
+    except StudyError as e:
+        raise StudyError(f"{path}: {e}") from None
+
+
+def parse_study(raw: Any, path: Path = Path("<memory>")) -> Study:
+    """Validate a parsed study mapping (see studies/README.md for the fields)."""
+    raw = _mapping(raw, "study")
+    _keys(raw, TOP_KEYS, "")
+    for key in REQUIRED:
+        if key not in raw:
+            raise StudyError(f"{key}: required field is missing")
+    name = raw["name"]
+    if not isinstance(name, str) or not name or not name.replace("_", "").replace(
+            "-", "").isalnum():
+        raise StudyError(f"name: {name!r} must be a non-empty word (letters, digits, _ -)")
+    model = raw["model"]
+    if model not in SEEDS:
+        raise StudyError(f"model: unknown model {model!r}; known: {sorted(SEEDS)}")
+    target = raw.get("target_error", -1.0)
+    if not isinstance(target, (int, float)) or isinstance(target, bool) or not (
+            target < 0 or 0 < target < 1):
+        raise StudyError(f"target_error: {target!r} must be a number in (0, 1)")
+    fixed = _mapping(raw.get("fixed") or {}, "fixed")
+    allowed = [f.name for f in fields(SynthesisConfig) if f.name not in SEARCHED]
+    _keys(fixed, allowed, "fixed.")
+    hooks = _mapping(raw.get("hooks") or {}, "hooks")
+    _keys(hooks, HOOKS, "hooks.")
+    space = _space(_mapping(raw["space"], "space"), None, "space.", model)
+    budgets = {}
+    for bname, entry in _mapping(raw["budgets"], "budgets").items():
+        if bname not in BUDGET_NAMES:
+            raise StudyError(f"budgets.{bname}: unknown budget; allowed: {list(BUDGET_NAMES)}")
+        budgets[bname] = _budget(bname, _mapping(entry, f"budgets.{bname}"), space, model)
+    if not budgets:
+        raise StudyError("budgets: define at least one of smoke, quick, paper")
+    default = raw["default_budget"]
+    if default not in budgets:
+        raise StudyError(f"default_budget: {default!r} is not one of {sorted(budgets)}")
+    study = Study(name=name, model=model, path=path, space=space,
+                  objectives=_objectives(raw["objectives"]), target_error=float(target),
+                  budgets=budgets, default_budget=default,
+                  description=str(raw.get("description", "")), fixed=fixed, hooks=hooks,
+                  content_hash=_hash(raw))
+    for plan in budgets.values():  # fixed fields and every combination must be valid too
+        study.grid(plan)
+    return study
+
+
+def _hash(raw: dict) -> str:
+    canon = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canon.encode()).hexdigest()[:8]
+
+
+def _mapping(value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise StudyError(f"{where}: expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _keys(d: dict, allowed: Any, prefix: str) -> None:
+    unknown = [k for k in d if k not in allowed]
+    if unknown:
+        raise StudyError(f"{prefix}{unknown[0]}: unknown field; allowed: {list(allowed)}")
+
+
+def _values(key: str, value: Any, where: str, model: str) -> tuple:
+    """A non-empty list of distinct values, each valid for SynthesisConfig."""
+    if not isinstance(value, list) or not value:
+        raise StudyError(f"{where}{key}: expected a non-empty list, got {value!r}")
+    kind, noun = (str, "string") if key == "method" else ((int, float), "number")
+    for v in value:
+        if not isinstance(v, kind) or isinstance(v, bool):
+            raise StudyError(f"{where}{key}: {v!r} is not a {noun}")
+        try:
+            SynthesisConfig.create(**{"model": model, "ratio": 1.0, "budget": "smoke", key: v})
+        except ValueError as e:
+            raise StudyError(f"{where}{key}: {e}") from None
+    if len(set(value)) != len(value):
+        raise StudyError(f"{where}{key}: values repeat in {value!r}")
+    return tuple(float(v) if kind is not str else v for v in value)
+
+
+def _space(d: dict, base: Space | None, where: str, model: str) -> Space:
+    _keys(d, SPACE_KEYS, where)
+    values: dict[str, Any] = asdict(base) if base else {}
+    for key in SPACE_LISTS:
+        if key in d:
+            values[key] = _values(key, d[key], where, model)
+        elif base is None and key != "method":
+            raise StudyError(f"{where}{key}: required field is missing")
+    if "repeats" in d:
+        reps = d["repeats"]
+        if not isinstance(reps, int) or isinstance(reps, bool) or reps < 1:
+            raise StudyError(f"{where}repeats: {reps!r} must be an integer >= 1")
+        values["repeats"] = reps
+    return Space(**values)
+
+
+def _budget(name: str, d: dict, space: Space, model: str) -> BudgetPlan:
+    where = f"budgets.{name}."
+    budget_fields = [f.name for f in fields(Budget)]
+    _keys(d, ("preset", "grid", *budget_fields), where)
+    preset = d.get("preset", name)
+    if preset not in BUDGETS:
+        raise StudyError(f"{where}preset: {preset!r} is not one of {list(BUDGETS)}")
+    overrides = {k: v for k, v in d.items() if k in budget_fields}
+    try:
+        budget = replace(BUDGETS[preset], **overrides)
+    except (TypeError, ValueError) as e:
+        raise StudyError(f"{where.rstrip('.')}: {e}") from None
+    grid = _space(_mapping(d.get("grid") or {}, f"{where}grid"), space, f"{where}grid.", model)
+    return BudgetPlan(name=name, budget=budget, space=grid)
+
+
+def _objectives(value: Any) -> dict[str, str]:
+    d = _mapping(value, "objectives")
+    if not d:
+        raise StudyError("objectives: give at least one {column: min|max}")
+    allowed = [c for c in OUTCOME_COLUMNS if c not in NON_OBJECTIVES]
+    for col, direction in d.items():
+        if col not in allowed:
+            raise StudyError(f"objectives.{col}: not an outcome column; allowed: {allowed}")
+        if direction not in ("min", "max"):
+            raise StudyError(f"objectives.{col}: direction {direction!r} must be min or max")
+    return dict(d)
