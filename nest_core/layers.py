@@ -28,11 +28,19 @@ class _Masked(nn.Module):
         self.register_buffer("mask", torch.ones(shape, dtype=torch.bool))
         self.track_dense_grad = False
         self.dense_grad: torch.Tensor | None = None
-        self._effective: torch.Tensor | None = None
+        self._float_mask: tuple[tuple, torch.Tensor] | None = None
+
+    def float_mask(self) -> torch.Tensor:
+        """The mask as 0/1 in the weight's dtype, cached until the mask changes (in-place
+        changes bump the tensor's version counter, replacements change its identity)."""
+        key = (id(self.mask), self.mask._version, self.weight.dtype, self.weight.device)
+        if self._float_mask is None or self._float_mask[0] != key:
+            self._float_mask = (key, self.mask.to(self.weight.dtype))
+        return self._float_mask[1]
 
     def effective_weight(self) -> torch.Tensor:
         """The weight with dormant connections zeroed (what the forward pass uses)."""
-        w = self.weight * self.mask
+        w = self.weight * self.float_mask()
         if self.track_dense_grad and w.requires_grad:
             w.register_hook(self._accumulate_dense_grad)
         return w
@@ -48,7 +56,7 @@ class _Masked(nn.Module):
 
     @torch.no_grad()
     def enforce_mask(self) -> None:
-        self.weight.mul_(self.mask)
+        self.weight.mul_(self.float_mask())
 
     def num_active(self) -> int:
         return int(self.mask.sum())
@@ -163,4 +171,10 @@ def enforce_masks(model: nn.Module) -> None:
 
 def attach_mask_enforcer(optimizer: torch.optim.Optimizer, model: nn.Module):
     """Make every ``optimizer.step()`` end by zeroing ``model``'s dormant weights."""
-    return optimizer.register_step_post_hook(lambda *_: enforce_masks(model))
+    layers = [layer for _, layer in masked_layers(model)]
+
+    def enforce(*_) -> None:
+        for layer in layers:
+            layer.enforce_mask()
+
+    return optimizer.register_step_post_hook(enforce)

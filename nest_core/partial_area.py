@@ -1,7 +1,84 @@
-"""Partial-area convolution (Algorithm 2). PLACEHOLDER: being written; masks nothing yet."""
+"""Partial-area convolution (Algorithm 2 of the NeST paper).
+
+A kernel w_{n,m} need not be convolved over the whole area of its input map m: the
+contribution of input map m to output position (p, q) of map n is
+C[m, n, p, q] = mean over images of |conv(x_m, w_{n,m})[p, q]|, computed from the layer's
+actual input. Per iteration and conv layer, among the positions still computed of pairs
+whose kernel has an active weight, the round(gamma * count) of lowest contribution (the
+gamma-quantile, e.g. gamma = 0.1 masks the lowest 10%) are masked in the layer's ``area``
+buffer (M, N, P, Q), which the forward pass and the FLOP count honour. Pairs with no active
+kernel weight contribute nothing and are masked entirely; a pair whose whole area ends up
+masked reads nothing, so its kernel connections are pruned too (masks only turn off).
+
+>>> masked = partial_area_step(net, x_val[:1000], gamma=0.1)  # {"conv1": 58, "conv2": 412}
+"""
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 
-def partial_area_step(net, x, gamma):
-    return {}
+from nest_core.layers import MaskedConv2d
+from nest_core.masks import prune_mask
+from nest_core.models import SeedNet
+
+
+@torch.no_grad()
+def layer_input(net: SeedNet, index: int, x: torch.Tensor) -> torch.Tensor:
+    """The input (B, M, H, W) of ``net.convs[index]`` on images ``x`` (eval mode)."""
+    for conv, bn in zip(net.convs[:index], net.conv_bns[:index]):
+        x = F.max_pool2d(F.relu(bn(conv(x))), 2)
+    return x
+
+
+@torch.no_grad()
+def contributions(conv: MaskedConv2d, x: torch.Tensor, chunk: int = 250) -> torch.Tensor:
+    """C (M, N, P, Q): mean over images of |conv(x_m, w_{n,m})| per pair and position."""
+    w = conv.weight * conv.mask  # (N, M, k, k)
+    n, m, k = w.shape[0], w.shape[1], w.shape[2]
+    per_pair = w.transpose(0, 1).reshape(m * n, 1, k, k)  # (M*N, 1, k, k), as in the forward
+    total = None
+    for start in range(0, x.shape[0], chunk):
+        y = F.conv2d(x[start : start + chunk], per_pair, groups=m).abs().sum(0)  # (M*N, P, Q)
+        total = y if total is None else total + y
+    return (total / x.shape[0]).view(m, n, *total.shape[1:])
+
+
+@torch.no_grad()
+def mask_lowest(area: torch.Tensor, contrib: torch.Tensor, live: torch.Tensor,
+                gamma: float) -> torch.Tensor:
+    """``area`` (M, N, P, Q) minus every position of pairs not ``live`` (M, N) and the
+    round(gamma * count) lowest-``contrib`` of the count positions still set in live pairs."""
+    candidates = area & live[:, :, None, None]  # (M, N, P, Q)
+    count = round(gamma * int(candidates.sum()))
+    new = candidates.clone()  # dead pairs are masked whole
+    if count > 0:
+        scores = contrib.masked_fill(~candidates, float("inf")).flatten()
+        new.view(-1)[torch.topk(scores, count, largest=False).indices] = False
+    return new
+
+
+@torch.no_grad()
+def partial_area_step(net: SeedNet, x: torch.Tensor, gamma: float) -> dict[str, int]:
+    """One iteration of Algorithm 2 on every conv layer of ``net`` with images ``x``;
+    returns the area positions newly masked per layer ("conv1", ...)."""
+    if not 0 < gamma < 1:
+        raise ValueError(f"gamma must be in (0, 1), got {gamma}")
+    was_training = net.training
+    net.eval()
+    masked = {}
+    for i, conv in enumerate(net.convs):
+        inp = layer_input(net, i, x)  # with the areas already updated upstream
+        if conv.area is None:
+            p, q = inp.shape[2] - conv.kernel_size + 1, inp.shape[3] - conv.kernel_size + 1
+            conv.set_area(torch.ones(conv.in_channels, conv.out_channels, p, q,
+                                     dtype=torch.bool, device=conv.weight.device))
+        live = conv.mask.any(dim=(2, 3)).T  # (M, N): the pair's kernel has an active weight
+        new = mask_lowest(conv.area, contributions(conv, inp), live, gamma)
+        masked[f"conv{i + 1}"] = int((conv.area & ~new).sum())
+        conv.set_area(new)
+        unread = ~new.flatten(2).any(2).T  # (N, M): pairs with no position left
+        prune_mask(conv.mask, unread[:, :, None, None].expand_as(conv.mask).clone())
+        conv.enforce_mask()
+    net.train(was_training)
+    return masked

@@ -65,8 +65,20 @@ def mean_abs_activations(net: SeedNet, x: torch.Tensor, batch_size: int = 2000) 
 @torch.no_grad()
 def prune_dead_units(net: SeedNet, x_val: torch.Tensor, threshold: float) -> dict[str, int]:
     """Cut hidden units (maps, neurons) with no inputs, no outputs, or mean |output| <=
-    ``threshold`` on ``x_val``; a unit with no inputs but a bias is folded into the next
-    layer's bias first when no batch norm sits between. Returns units cut per layer."""
+    ``threshold`` on ``x_val``, repeating while a cut strands other units; a unit with no
+    inputs but a bias is folded into the next layer's bias first when no batch norm sits
+    between. Returns units cut per layer."""
+    total: dict[str, int] = {}
+    for _ in range(len(net.convs) + len(net.fcs)):
+        cut = _prune_dead_units_once(net, x_val, threshold)
+        if not cut:
+            break
+        for name, n in cut.items():
+            total[name] = total.get(name, 0) + n
+    return total
+
+
+def _prune_dead_units_once(net: SeedNet, x_val: torch.Tensor, threshold: float) -> dict:
     net.eval()
     acts = mean_abs_activations(net, x_val)
     layers = [*net.convs, *net.fcs]

@@ -155,22 +155,21 @@ class Synthesis:
             self.stage, self.step = "partial_area", 0
             return
         self.step += 1
-        good = copy.deepcopy(self.net)
-        removed = magnitude_prune(self.net, self.prune_fraction)
+        good, before = copy.deepcopy(self.net), count_params(self.net)
+        for name, n in magnitude_prune(self.net, self.prune_fraction).items():
+            self._log("prune", name, removed=n)
         for name, cut in prune_dead_units(self.net, self.data.val.x,
                                           self.cfg.neuron_threshold).items():
             self._log("prune_neurons", name, removed=cut)
         self._train(self.budget.retrain_epochs, "pruning", lr_scale=0.5)
         self._evaluate()
-        if self.val_error <= self.reference:
-            for name, n in removed.items():
-                self._log("prune", name, removed=n)
-        else:
-            self._log("prune", "", removed=0, detail=(
-                f"rejected: fraction {self.prune_fraction:.3g} gave val error "
-                f"{self.val_error:.4f} > {self.reference:.4f}; halving"))
+        self._log("retrain")
+        if self.val_error > self.reference:  # retraining could not hold the error: roll back
+            detail = (f"fraction {self.prune_fraction:.3g} gave val error {self.val_error:.4f}"
+                      f" > {self.reference:.4f}; restored, fraction halved")
             self.net = good
             self._evaluate()
+            self._log("rollback", added=before - count_params(self.net), detail=detail)
             self.prune_fraction /= 2
 
     def _partial_area(self) -> None:

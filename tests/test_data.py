@@ -1,0 +1,140 @@
+"""Data layer: strict IDX reading, root resolution, clear errors, real MNIST splits."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+from nest_core.data import (
+    AffineDistortion,
+    DataNotFoundError,
+    load_dataset,
+    read_idx,
+    read_idx_pair,
+    resolve_root,
+    write_idx,
+)
+
+
+def test_idx_round_trip(tmp_path):
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    write_idx(tmp_path / "img", images)
+    write_idx(tmp_path / "lab", np.array([3, 7], dtype=np.uint8))
+    x, y = read_idx_pair(tmp_path / "img", tmp_path / "lab")
+    assert torch.equal(x, torch.from_numpy(images))
+    assert y.tolist() == [3, 7]
+
+
+def test_idx_gzip(tmp_path):
+    write_idx(tmp_path / "lab", np.array([1, 2, 3], dtype=np.uint8))
+    (tmp_path / "lab.gz").write_bytes(gzip.compress((tmp_path / "lab").read_bytes()))
+    assert read_idx(tmp_path / "lab.gz", "labels").tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "empty"),
+        (bytes([0, 0, 9, 1]) + (2).to_bytes(4, "big") + b"\x01\x02", "magic"),
+        (bytes([0, 0, 8, 1]) + (5).to_bytes(4, "big") + b"\x01\x02", "payload length"),
+        (bytes([0, 0, 8, 1]) + b"\x00\x00", "truncated header"),
+        (bytes([0, 0, 8, 1]) + (2).to_bytes(4, "big") + b"\x01\x02\x03", "payload length"),
+    ],
+)
+def test_idx_rejects_bad_files(tmp_path, content, message):
+    path = tmp_path / "bad-labels"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message) as info:
+        read_idx(path, "labels")
+    assert str(path) in str(info.value)
+
+
+def test_idx_count_mismatch(tmp_path):
+    write_idx(tmp_path / "img", np.zeros((3, 2, 2), dtype=np.uint8))
+    write_idx(tmp_path / "lab", np.zeros(2, dtype=np.uint8))
+    with pytest.raises(ValueError, match="does not match label count") as info:
+        read_idx_pair(tmp_path / "img", tmp_path / "lab")
+    assert "img" in str(info.value)
+
+
+def test_idx_wrong_ndim(tmp_path):
+    write_idx(tmp_path / "img", np.zeros((3, 2), dtype=np.uint8))
+    with pytest.raises(ValueError, match="must have 3 dims"):
+        read_idx(tmp_path / "img", "images")
+
+
+def test_root_resolution(monkeypatch, tmp_path):
+    monkeypatch.setenv("NEST_DATA", str(tmp_path))
+    assert resolve_root("explicit") == resolve_root("explicit")
+    assert str(resolve_root("explicit")) == "explicit"
+    assert resolve_root() == tmp_path
+    monkeypatch.delenv("NEST_DATA")
+    assert str(resolve_root()) == "data"
+
+
+def test_missing_root_offline_gives_clear_error(tmp_path, monkeypatch):
+    import torchvision
+
+    # Offline: every mirror refuses at once (loopback port 9), so nothing can hang.
+    monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])
+    with pytest.raises(DataNotFoundError) as info:
+        load_dataset("mnist", root=tmp_path / "nowhere", device="cpu")
+    text = str(info.value)
+    assert "train-images-idx3-ubyte" in text and "NEST_DATA" in text and "--data-dir" in text
+    assert "download failed" in text
+
+
+def test_missing_root_without_download(tmp_path):
+    with pytest.raises(DataNotFoundError, match="download disabled"):
+        load_dataset("mnist", root=tmp_path, device="cpu", download=False)
+
+
+def test_unknown_dataset():
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'"):
+        load_dataset("cifar")
+
+
+def test_corrupt_file_names_the_file(tmp_path, mnist_dir):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in (mnist_dir / "MNIST" / "raw").glob("*-ubyte"):
+        (raw / f.name).symlink_to(f)
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01garbage")
+    with pytest.raises(ValueError, match="t10k-labels-idx1-ubyte"):
+        load_dataset("mnist", root=tmp_path, device="cpu", download=False)
+
+
+def test_real_mnist(mnist_dir):
+    data = load_dataset("mnist", root=mnist_dir, device="cpu")
+    assert (len(data.train), len(data.val), len(data.test)) == (55000, 5000, 10000)
+    labels = torch.cat([data.train.y, data.val.y])
+    expected = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert torch.bincount(labels).tolist() == expected
+    assert data.image_shape == (1, 28, 28)
+    assert 0.0 == data.train.x.min() and data.train.x.max() == 1.0
+    again = load_dataset("mnist", root=mnist_dir, device="cpu")
+    assert torch.equal(again.val.y, data.val.y) and torch.equal(again.val.x, data.val.x)
+
+
+def test_batches_cover_an_epoch_once(mnist_small):
+    g = torch.Generator().manual_seed(0)
+    seen = torch.cat([y for _, y in mnist_small.batches(128, g)])
+    assert torch.equal(seen.sort().values, mnist_small.train.y.sort().values)
+
+
+def test_distortion_keeps_shape_and_range(mnist_small):
+    x = mnist_small.train.x[:64]
+    out = AffineDistortion()(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    assert out.min() >= 0.0 and out.max() <= 1.0 + 1e-6
+    assert not torch.allclose(out, x)
+    assert torch.allclose(AffineDistortion(0, 0, 0, 0)(x, torch.Generator()), x, atol=1e-5)
+
+
+def test_distortion_validates():
+    with pytest.raises(ValueError, match="rotation"):
+        AffineDistortion(rotation=120)

@@ -1,0 +1,86 @@
+"""Pruning (Policy 4), dead-unit removal, measures and compact export."""
+
+from __future__ import annotations
+
+import torch
+
+from nest_core.export import compact, load_compact, save_compact
+from nest_core.measures import count_params, dense_cost, layer_table, totals
+from nest_core.models import SeedNet, build_seed, lenet300
+from nest_core.prune import magnitude_prune, prune_dead_units, smallest_active
+
+from .conftest import toy_data
+
+
+def test_smallest_active_exact():
+    mask = torch.tensor([[True, True, False], [True, True, True]])
+    w = torch.tensor([[0.5, -0.1, 0.0], [2.0, -0.3, 0.2]])
+    drop = smallest_active(mask, w, 2)
+    assert drop.tolist() == [[False, True, False], [False, False, True]]
+    assert smallest_active(mask, w, 99).sum() == 4  # keeps one connection
+
+
+def test_magnitude_prune_only_removes():
+    net = build_seed(lenet300(0.2), 0.2, torch.Generator().manual_seed(0))
+    masks = [fc.mask.clone() for fc in net.fcs]
+    before = count_params(net)
+    removed = magnitude_prune(net, 0.25)
+    for old, fc in zip(masks, net.fcs):
+        assert not (fc.mask & ~old).any(), "pruning never adds"
+        assert torch.all(fc.weight[~fc.mask] == 0)
+    assert count_params(net) == before - sum(removed.values())
+    assert removed["fc1"] == int(0.25 * int(masks[0].sum()))
+    kept = net.fcs[0].weight[net.fcs[0].mask].abs().min()
+    dropped = (masks[0] & ~net.fcs[0].mask)
+    assert kept >= build_seed(lenet300(0.2), 0.2, torch.Generator().manual_seed(0)) \
+        .fcs[0].weight[dropped].abs().max()
+
+
+def test_prune_dead_units_cuts_unreachable_neurons():
+    net = build_seed(lenet300(0.05), 0.5, torch.Generator().manual_seed(0))  # 15, 5 hidden
+    net.fcs[1].mask[:, 3] = False  # neuron 3 of fc1 has no outputs
+    net.fcs[0].mask[7] = False  # neuron 7 of fc1 has no inputs: a constant relu(bias)
+    with torch.no_grad():
+        net.fcs[0].bias[7] = 0.5
+    x = torch.rand(64, 1, 28, 28)
+    out_before = net(x)
+    cut = prune_dead_units(net, x, threshold=0.0)
+    assert cut["fc1"] >= 2
+    assert not net.fcs[0].mask[3].any() and not net.fcs[1].mask[:, 7].any()
+    assert torch.allclose(net(x), out_before, atol=1e-5), "folding keeps the function"
+
+
+def test_measures_hand_count():
+    net = SeedNet(lenet300(0.01))  # widths 3, 1, 10
+    for fc in net.fcs:
+        fc.mask.zero_()
+    net.fcs[0].mask[0, :4] = True
+    net.fcs[1].mask[0, 0] = True
+    net.fcs[2].mask[:, 0] = True
+    with torch.no_grad():
+        for fc in net.fcs:
+            fc.weight.fill_(1.0)
+    x = torch.zeros(2, 1, 28, 28)
+    x[0, 0, 0, :2] = 1.0  # sample 0: inputs 0 and 1 non-zero; sample 1: all zero
+    rows = layer_table(net, x)
+    assert [r["weights"] for r in rows] == [4, 1, 10]
+    assert [r["flops"] for r in rows] == [8, 2, 20]
+    # fc1 skipping zero inputs: 2 x (2 + 0) / 2 samples = 2 FLOPs per inference.
+    assert rows[0]["flops_nonzero"] == 2
+    assert totals(rows)["params"] == count_params(net) == 15
+    assert dense_cost(SeedNet(lenet300(1.0))) == (266200, 532400)
+
+
+def test_compact_export_equals_masked_model(tmp_path):
+    data = toy_data(128)
+    net = build_seed(lenet300(0.1), 0.1, torch.Generator().manual_seed(0))
+    magnitude_prune(net, 0.8)
+    prune_dead_units(net, data.val.x, 0.0)
+    small = compact(net)
+    assert small.fcs[0].out_features < net.fcs[0].out_features
+    x = data.test.x
+    assert (small(x) - net(x)).abs().max() <= 1e-5
+    save_compact(net, tmp_path / "model.pt")
+    loaded = load_compact(tmp_path / "model.pt")  # weights_only=True inside
+    assert (loaded(x) - net(x)).abs().max() <= 1e-5
+    assert count_params(loaded) == count_params(net)
