@@ -9,6 +9,7 @@ from nest_core.config import BUDGETS, Budget, SynthesisConfig
 from nest_core.data import ImageData, load_dataset
 from nest_core.export import compact, load_compact, save_compact
 from nest_core.history import Event
+from nest_core.methods import make_synthesis, synthesis_class
 from nest_core.models import SEEDS, Architecture, SeedNet, build_seed, seed_architecture
 from nest_core.synthesize import Synthesis, synthesize
 
@@ -26,7 +27,9 @@ __all__ = [
     "compact",
     "load_compact",
     "load_dataset",
+    "make_synthesis",
     "save_compact",
     "seed_architecture",
+    "synthesis_class",
     "synthesize",
 ]

@@ -17,6 +17,7 @@ from nest_core.config import BUDGETS, METHODS, SynthesisConfig
 from nest_core.data import DataNotFoundError, load_dataset, resolve_device
 from nest_core.export import save_compact
 from nest_core.measures import format_table
+from nest_core.methods import make_synthesis
 from nest_core.models import SEEDS
 from nest_core.synthesize import Synthesis
 from nest_core.train import NonFiniteLossError
@@ -35,6 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--budget", default="quick", help=f"one of {', '.join(BUDGETS)}")
     p.add_argument("--batch-norm", action="store_true", help="batch norm after each layer")
     p.add_argument("--distortion", action="store_true", help="affine-distorted training data")
+    p.add_argument("--distill", action="store_true",
+                   help="adaptive method: distillation loss from a dense teacher")
     p.add_argument("--area-gamma", type=float, default=0.1,
                    help="partial-area convolution: percentile masked per iteration, in (0, 1)")
     p.add_argument("--area-steps", type=int, default=None,
@@ -70,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             beta=args.beta, method=args.method, target_error=args.target_error,
             budget=args.budget, batch_norm=args.batch_norm, distortion=args.distortion,
             dataset=args.dataset, seed=args.seed, area_gamma=args.area_gamma,
+            distill=args.distill,
             **_budget_override(args))
         device = resolve_device(args.device)
         data = load_dataset(cfg.dataset, root=args.data_dir, device=device,
@@ -82,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"config {cfg.config_id}: {cfg.model} r={cfg.ratio} d={cfg.density} "
           f"alpha={cfg.alpha} beta={cfg.beta} budget={cfg.budget} on {device}", flush=True)
     start = time.perf_counter()
-    synth = Synthesis(cfg, data)
+    synth = make_synthesis(cfg, data)
     try:
         result = synth.run(None if args.quiet else _progress)
     except NonFiniteLossError as e:

@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 
-METHODS = ("nest",)
+METHODS = ("nest", "magnitude", "trimming", "adaptive")
 OPTIMIZERS = ("adam", "sgd")
 DEFAULT_TARGET = {"lenet300": 0.013, "lenet5": 0.008}
 
@@ -86,6 +86,7 @@ class SynthesisConfig:
     min_prune_fraction: float = 0.02  # the step is halved on failure until it falls below this
     prune_tolerance: float = 0.002  # pruning keeps validation error <= reference + tolerance
     neuron_threshold: float = 0.0  # prune neurons whose mean |output| on validation is <= this
+    distill: bool = False  # adaptive baseline: add a distillation loss from a dense teacher
 
     def __post_init__(self) -> None:
         from nest_core.models import SEEDS  # local import: models does not depend on config

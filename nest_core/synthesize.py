@@ -249,9 +249,11 @@ class Synthesis:
 
 def synthesize(cfg: SynthesisConfig, data: ImageData, on_step: StepCallback | None = None,
                resume: dict | None = None) -> tuple[dict, SeedNet]:
-    """Run a synthesis (resuming from a ``Synthesis.state_dict()`` when given); returns the
-    result dict (what result.json holds) and the final masked network."""
-    synth = Synthesis(cfg, data)
+    """Run a synthesis of ``cfg.method`` (resuming from a ``Synthesis.state_dict()`` when
+    given); returns the result dict (what result.json holds) and the final masked network."""
+    from nest_core.methods import make_synthesis  # methods imports this module
+
+    synth = make_synthesis(cfg, data)
     if resume is not None:
         synth.load_state_dict(resume)
     result = synth.run(on_step)
