@@ -138,3 +138,16 @@ def test_distortion_keeps_shape_and_range(mnist_small):
 def test_distortion_validates():
     with pytest.raises(ValueError, match="rotation"):
         AffineDistortion(rotation=120)
+
+
+def test_idx_validation_holds_under_python_O(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad"
+    bad.write_bytes(bytes([0, 0, 8, 1]) + (5).to_bytes(4, "big") + b"\x01")
+    code = ("from nest_core.data import read_idx\n"
+            f"try:\n    read_idx({str(bad)!r}, 'labels')\n"
+            "except ValueError as e:\n    print('ValueError', e)\n")
+    out = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True)
+    assert "ValueError" in out.stdout and "payload length" in out.stdout, out.stderr
