@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from explorer.analysis import pruning_compression  # noqa: E402
+from explorer.findings import pruning_compression  # noqa: E402
 from explorer.pareto import pareto_front, usable_trials  # noqa: E402
 
 DPI = 100

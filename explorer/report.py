@@ -21,11 +21,11 @@ from explorer import figures
 from explorer.analysis import (
     Recommendation,
     Results,
-    findings,
     load_results,
     recommend_seed,
     summary_table,
 )
+from explorer.findings import findings
 from explorer.paper import RESULTS as PAPER_RESULTS
 from explorer.paper import paper_rows
 from explorer.pareto import usable_trials

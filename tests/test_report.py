@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from explorer.analysis import findings, load_results
+from explorer.analysis import load_results
+from explorer.findings import findings
 from explorer.report import FIG6, FIG7, FIG8, REPORT, main, write_report
 
 RATIOS = (0.1, 0.2, 0.5, 1.0)
