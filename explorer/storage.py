@@ -122,6 +122,7 @@ def trial_row(record: dict[str, Any]) -> dict[str, Any]:
     row.update({k: record[k] for k in ("config_id", "trial_id", "study", "experiment_id",
                                        "status", "error", "attempt", "started_at",
                                        "finished_at", "wall_seconds")})
+    row["resumed_from"] = record.get("resumed_from", "")  # "stage step n" from a checkpoint
     row["schema_version"] = SCHEMA_VERSION
     return row
 

@@ -1,0 +1,239 @@
+"""Run a study on Ray Tune: ``python -m explorer.sweep lenet5 [--budget smoke] [--resume]``.
+
+Validates the study, every grid point and the data before Ray starts (bad input exits 2),
+runs the trials on an embedded single-node Ray (loopback only, no dashboard) or an existing
+cluster (``--address``), merges the per-trial files into
+``<out>/<study>/<experiment_id>/{trials,history}.parquet`` beside ``manifest.json`` and
+prints the Pareto front of the study's objectives. Rerunning the same command (or
+``--resume``) continues an interrupted experiment without redoing finished trials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from explorer.schema import COMPLETED, FAILED
+from explorer.storage import (
+    MANIFEST,
+    build_manifest,
+    data_hashes,
+    merge_trials,
+    now,
+    read_json,
+    write_json,
+)
+from explorer.studies import BUDGET_NAMES, BudgetPlan, Study, StudyError, load_study
+from nest_core.data import DataNotFoundError, load_dataset, resolve_root
+
+
+class UsageError(ValueError):
+    """Bad command-line input, found before Ray starts (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Everything one sweep needs, validated."""
+
+    study: Study
+    plan: BudgetPlan
+    search: str
+    points: list[dict[str, Any]]  # SynthesisConfig.create kwargs of the grid
+    experiment_id: str
+    out_dir: Path  # merged results: <out>/<study>/<experiment_id>
+    root: Path  # per-trial files and Ray state (== out_dir unless --storage)
+    data_dir: Path
+
+    @property
+    def trials_dir(self) -> Path:
+        return self.root / "trials"
+
+    @property
+    def ray_dir(self) -> Path:
+        return self.root / "tune"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m explorer.sweep", description=__doc__.split(
+        "\n")[0])
+    p.add_argument("study", nargs="?", help="study name: studies/<name>.yaml")
+    p.add_argument("--study", dest="study_path", help="path of a study file instead")
+    p.add_argument("--budget", choices=BUDGET_NAMES, help="budget preset (default: study's)")
+    p.add_argument("--search", choices=("grid", "optuna"), default="grid")
+    p.add_argument("--num-samples", type=int, help="optuna trials (default: grid size)")
+    p.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--gpus-per-trial", type=float, default=0.0)
+    p.add_argument("--address", help="connect to an existing Ray cluster (e.g. HOST:6379)")
+    p.add_argument("--storage", help="shared folder for trial files and Ray state (clusters)")
+    p.add_argument("--out", default="results", help="results folder (default: results/)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--data-dir", help="folder holding MNIST/raw (default: NEST_DATA, ./data)")
+    p.add_argument("--train-limit", type=int, help="override the budget's training samples")
+    p.add_argument("--seed", type=int, default=0, help="first seed; repeats use seed+i")
+    p.add_argument("--max-failures", type=int, default=2, help="Ray retries per trial")
+    p.add_argument("--dashboard", action="store_true", help="Ray dashboard on 127.0.0.1")
+    return p.parse_args(argv)
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    for name, low in (("num_samples", 1), ("max_concurrent", 1), ("train_limit", 1),
+                      ("max_failures", 0), ("gpus_per_trial", 0)):
+        value = getattr(args, name)
+        if value is not None and value < low:
+            raise UsageError(f"--{name.replace('_', '-')}={value} must be >= {low}")
+    if not args.cpus_per_trial > 0:
+        raise UsageError(f"--cpus-per-trial={args.cpus_per_trial} must be > 0")
+    if args.num_samples is not None and args.search != "optuna":
+        raise UsageError("--num-samples only applies to --search optuna")
+    if (args.study is None) == (args.study_path is None):
+        raise UsageError("give a study name (e.g. lenet5) or --study PATH, not both")
+
+
+def experiment_id(study: Study, plan: BudgetPlan, args: argparse.Namespace,
+                  points: list[dict]) -> str:
+    """study-budget-search-hash: the same command finds the same folder."""
+    key = {"study": study.content_hash, "seed": args.seed, "train_limit": args.train_limit,
+           "num_samples": args.num_samples or len(points), "search": args.search}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{study.name}-{plan.name}-{args.search}-{digest}"
+
+
+def prepare(args: argparse.Namespace) -> Experiment:
+    """Validate everything (study, grid, data) without starting Ray; raises UsageError."""
+    _check_numbers(args)
+    try:
+        study = load_study(args.study_path or args.study)
+        plan = study.plan(args.budget)
+        points = study.grid(plan, args.seed, args.train_limit)
+    except StudyError as e:
+        raise UsageError(str(e)) from None
+    data_dir = resolve_root(args.data_dir).resolve()
+    limit = points[0]["budget_spec"]["train_limit"]
+    try:
+        load_dataset(points[0].get("dataset", "mnist"), root=data_dir, device="cpu",
+                     train_limit=limit, download=False)
+    except (DataNotFoundError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    exp_id = experiment_id(study, plan, args, points)
+    out_dir = Path(args.out).resolve() / study.name / exp_id
+    root = Path(args.storage).resolve() / study.name / exp_id if args.storage else out_dir
+    return Experiment(study, plan, args.search, points, exp_id, out_dir, root, data_dir)
+
+
+def write_manifest(exp: Experiment, args: argparse.Namespace, argv: list[str]) -> None:
+    path = exp.out_dir / MANIFEST
+    command = shlex.join(["python", "-m", "explorer.sweep", *argv])
+    old = read_json(path)
+    if old is not None:  # a resumed run keeps its manifest and notes the new start
+        old.setdefault("resumed", []).append({"at": now(), "command": command})
+        write_json(path, old)
+        return
+    gpu = args.gpus_per_trial > 0 and _cuda_name()
+    write_json(path, build_manifest(
+        study=exp.study.name, study_file=str(exp.study.path.resolve()), budget=exp.plan.name,
+        search=exp.search, command=command, experiment_id=exp.experiment_id,
+        device=gpu or f"cpu ({os.cpu_count()} cores)",
+        data_hashes=data_hashes(exp.data_dir, exp.points[0].get("dataset", "mnist")),
+        data_dir=str(exp.data_dir), seeds=sorted({p["seed"] for p in exp.points}),
+        objectives=exp.study.objectives, target_error=exp.points[0]["target_error"],
+        budget_spec=exp.points[0]["budget_spec"], space=asdict(exp.plan.space),
+        trials=len(exp.points) if exp.search == "grid" else args.num_samples or len(exp.points),
+        ray_address=args.address or "local", storage=str(exp.root)))
+
+
+def _cuda_name() -> str:
+    import torch
+
+    return f"cuda: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+
+
+def pareto_lines(trials: pd.DataFrame, objectives: dict[str, str], target: float,
+                 limit: int = 8) -> list[str]:
+    """A few lines: the non-dominated completed trials by the study objectives."""
+    from explorer.pareto import pareto_front
+
+    done = trials[trials["status"] == COMPLETED] if len(trials) else trials
+    if done.empty:
+        return ["No completed trials: no Pareto front."]
+    front = pareto_front(done, objectives)
+    head = f"Pareto front ({', '.join(f'{k} {v}' for k, v in objectives.items())})"
+    if front.empty:
+        front = pareto_front(done, objectives, include_missed=True)
+        head += f"; no trial reached target error {target:g}, so over all completed trials"
+    else:
+        head += f" of trials that reached target error {target:g}"
+    lines = [head + ":"]
+    cols = ["ratio", "density", "seed", *objectives, "val_error", "test_error"]
+    for _, row in front.sort_values(list(objectives)).head(limit).iterrows():
+        cells = [f"{c} {_fmt(row[c])}" for c in dict.fromkeys(cols) if c in row]
+        lines.append("  " + "  ".join(cells) + f"  [{row['config_id']}]")
+    return lines
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    try:
+        exp = prepare(args)
+        restorable = exp.ray_dir.is_dir() and any(exp.ray_dir.glob("experiment_state*.json"))
+        if args.resume and not restorable and not exp.trials_dir.is_dir():
+            raise UsageError(f"--resume: no experiment to resume at {exp.root}")
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from explorer.trainable import run_tune  # imports Ray: only after validation
+
+    exp.out_dir.mkdir(parents=True, exist_ok=True)
+    write_manifest(exp, args, argv)
+    print(f"Study {exp.study.name}: {len(exp.points)} grid points, budget {exp.plan.name}, "
+          f"search {exp.search}; experiment {exp.experiment_id}"
+          + (" (resuming)" if restorable else ""), flush=True)
+    start = time.perf_counter()
+    run_tune(exp, args, restore=restorable)
+    trials, history = merge_trials(exp.trials_dir, exp.out_dir)
+    expected = len(exp.points) if exp.search == "grid" else None
+    _print_summary(exp, trials, history, time.perf_counter() - start, expected)
+    try:
+        from explorer.report import write_report
+
+        write_report(exp.out_dir)
+        print(f"Report: {exp.out_dir / 'report.md'}")
+    except ImportError:
+        pass
+    except Exception as e:  # the results stand without the report
+        print(f"warning: report not written: {type(e).__name__}: {e}", file=sys.stderr)
+    return 0 if expected is None or len(trials) >= expected else 1
+
+
+def _print_summary(exp: Experiment, trials: pd.DataFrame, history: pd.DataFrame,
+                   seconds: float, expected: int | None) -> None:
+    failed = int((trials["status"] == FAILED).sum()) if len(trials) else 0
+    print(f"\nResults in {exp.out_dir}/ after {seconds:.0f}s: trials.parquet "
+          f"({len(trials)} trials, {len(trials) - failed} completed, {failed} failed), "
+          f"history.parquet ({len(history)} events), manifest.json")
+    if expected is not None and len(trials) < expected:
+        print(f"{expected - len(trials)} of {expected} trials did not finish: rerun the same "
+              "command (or add --resume) to finish them.")
+    for line in pareto_lines(trials, exp.study.objectives, exp.points[0]["target_error"]):
+        print(line)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

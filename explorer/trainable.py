@@ -1,0 +1,247 @@
+"""The Ray side of a sweep: the trainable (one NeST synthesis per trial) and its Tuner.
+
+After every synthesis iteration the trial reports every objective (``Synthesis.report()``
+plus the penalised search scores) with a checkpoint of the synthesis state, so a retried or
+resumed trial continues from its last iteration. A crash or a NaN loss fails only its own
+trial: it is written as a "failed" row and reported as a normal end, so Ray does not retry a
+deterministic failure (infrastructure failures are retried by Ray's FailureConfig).
+
+>>> tune.Tuner(tune.with_parameters(run_trial, trials_dir=..., data_dir=..., study=...,
+...            experiment_id=..., objectives={"final_params": "min"}), ...)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from explorer.schema import COMPLETED, FAILED
+from explorer.storage import finished_record, now, read_json, write_json, write_trial
+from nest_core import ImageData, Synthesis, SynthesisConfig, load_dataset
+
+if TYPE_CHECKING:
+    import argparse
+
+    from explorer.sweep import Experiment
+
+QUIET_RAY = {  # a readable console: one live status table, deduplicated worker logs
+    "RAY_DEDUP_LOGS": "1", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+}
+LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": every Ray service on 127.0.0.1
+PROGRESS_METRICS = {"stage": "stage", "step": "step", "params": "params",
+                    "val_error": "val_error", "growth_seconds": "growth_s", "status": "outcome"}
+HOOK_KEYS = ("fail_with_nan",)  # test hooks in the trial config, not SynthesisConfig fields
+STATE = "state.pt"
+PENALTY = 10.0  # score = value * (1 + PENALTY * max(0, val_error - target)) for "min"
+_DATA: dict[tuple, ImageData] = {}  # one load per worker process (actors are reused)
+
+
+class TrialInterrupted(BaseException):
+    """Ray stopped the trial inside ``tune.report``: not a failure of the synthesis."""
+
+
+def cached_data(dataset: str, root: str | None, device: str, train_limit: int | None
+                ) -> ImageData:
+    """``load_dataset`` once per (dataset, root, device, train_limit) in this process."""
+    key = (dataset, root, device, train_limit)
+    if key not in _DATA:
+        _DATA[key] = load_dataset(dataset, root=root, device=device, train_limit=train_limit)
+    return _DATA[key]
+
+
+def score(value: float, val_error: float, target: float, direction: str) -> float:
+    """An objective penalised for missing the target error (what Optuna optimises)."""
+    factor = 1.0 + PENALTY * max(0.0, val_error - target)  # NaN error: no penalty
+    return value * factor if direction == "min" else value / factor
+
+
+def metrics(values: dict[str, Any], objectives: dict[str, str], target: float,
+            status: str) -> dict[str, Any]:
+    """A Tune report: every scalar of ``values``, the objectives and their scores."""
+    out = {k: v for k, v in values.items() if isinstance(v, (int, float, str, bool))}
+    for name, direction in objectives.items():
+        value = float(out.get(name, math.nan))
+        out[name] = value
+        out[f"score_{name}"] = score(value, float(out.get("val_error", math.nan)), target,
+                                     direction)
+    out["status"] = status
+    return out
+
+
+def _matches(hook: Any, config: dict[str, Any]) -> bool:
+    """A hook is ``true`` or a {field: value} mapping the trial's config must match."""
+    if isinstance(hook, dict):
+        return all(config.get(k) == v for k, v in hook.items())
+    return bool(hook)
+
+
+def _poison(synth: Synthesis) -> None:
+    """Test hook: NaN weights, so training fails with nest_core's own NonFiniteLossError."""
+    with torch.no_grad():
+        for p in synth.net.parameters():
+            p.fill_(math.nan)
+
+
+def _next_attempt(folder: Path) -> tuple[int, str]:
+    """Count this attempt in ``folder/attempts.json``; returns (attempt, first started_at)."""
+    info = read_json(folder / "attempts.json") or {"attempts": 0, "started_at": now()}
+    info["attempts"] += 1
+    write_json(folder / "attempts.json", info)
+    return info["attempts"] - 1, info["started_at"]
+
+
+def run_trial(config: dict[str, Any], *, trials_dir: str, data_dir: str | None, study: str,
+              experiment_id: str, objectives: dict[str, str], threads: int = 1,
+              gpus: float = 0) -> None:
+    """Synthesise one config under Ray Tune, writing ``trials_dir/<config_id>/``."""
+    from ray import tune
+
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # no line per checkpoint
+    cfg = SynthesisConfig.create(**{k: v for k, v in config.items() if k not in HOOK_KEYS})
+    folder = Path(trials_dir) / cfg.config_id
+    done = finished_record(folder)
+    if done is not None:  # finished before an interruption: report it again, redo nothing
+        tune.report(metrics({**done["config"], **(done.get("result") or {}),
+                             "error": done["error"]}, objectives, cfg.target, done["status"]))
+        return
+    attempt, started_at = _next_attempt(folder)
+    torch.set_num_threads(max(1, int(threads)))
+    device = "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
+    start = time.perf_counter()
+    synth, resumed_from = None, ""
+
+    def on_step(report: dict, s: Synthesis) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            torch.save(s.state_dict(), Path(d) / STATE)
+            try:
+                tune.report(metrics(report, objectives, cfg.target, "running"),
+                            checkpoint=tune.Checkpoint.from_directory(d))
+            except Exception as e:
+                raise TrialInterrupted(repr(e)) from e
+
+    try:
+        data = cached_data(cfg.dataset, data_dir, device, cfg.budget_spec.train_limit)
+        synth = Synthesis(cfg, data)
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:  # a retried or resumed trial goes on from its last step
+            with checkpoint.as_directory() as d:
+                synth.load_state_dict(torch.load(Path(d) / STATE, weights_only=True))
+            resumed_from = f"{synth.stage} step {synth.step}"
+        elif _matches(config.get("fail_with_nan", False), config):
+            _poison(synth)
+        result, status, error = synth.run(on_step), COMPLETED, ""
+        history = result.pop("history")
+    except Exception as e:  # NaN loss or any crash: this trial fails, the sweep goes on
+        result, status = None, FAILED
+        error = f"{type(e).__name__}: {e}"
+        history = [ev.to_dict() for ev in (synth.history if synth else [])]
+        print(f"trial {cfg.config_id} failed: {error}\n{traceback.format_exc(limit=3)}")
+    record = {
+        "config_id": cfg.config_id, "trial_id": tune.get_context().get_trial_id(),
+        "study": study, "experiment_id": experiment_id, "status": status, "error": error,
+        "attempt": attempt, "resumed_from": resumed_from, "started_at": started_at,
+        "finished_at": now(),
+        "wall_seconds": time.perf_counter() - start, "config": cfg.to_dict(),
+        "target_error": cfg.target, "result": result, "history": history,
+    }
+    write_trial(folder, record)
+    tune.report(metrics({**cfg.to_dict(), **(result or {}), "error": error}, objectives,
+                        cfg.target, status))
+
+
+def param_space(exp: Experiment) -> dict[str, Any]:
+    """Ray's param space: grid_search (or tune.choice for optuna) over the varying keys."""
+    from ray import tune
+
+    space: dict[str, Any] = {}
+    for key in exp.points[0]:
+        values = list({json.dumps(p[key], sort_keys=True): p[key] for p in exp.points}.values())
+        if len(values) == 1:
+            space[key] = values[0]
+        elif exp.search == "grid":
+            space[key] = tune.grid_search(values)
+        elif key != "seed":  # optuna searches the space at the first seed
+            space[key] = tune.choice(values)
+        else:
+            space[key] = values[0]
+    if exp.study.hooks.get("fail_with_nan"):
+        space["fail_with_nan"] = exp.study.hooks["fail_with_nan"]
+    return space
+
+
+def start_ray(args: argparse.Namespace) -> None:
+    """Join ``--address``, or start an embedded node with every service on loopback."""
+    for key, value in QUIET_RAY.items():
+        os.environ.setdefault(key, value)
+    if not args.address:  # Ray's switch for a loopback-only node, read when ray is imported
+        os.environ[LOOPBACK_ONLY] = "0"
+    import ray
+
+    if args.address:
+        ray.init(address=args.address, logging_level="warning")
+    else:  # no dashboard unless asked for, and then on 127.0.0.1 only
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=args.dashboard,
+                 dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1",
+                 logging_level="warning")
+
+
+def run_tune(exp: Experiment, args: argparse.Namespace, restore: bool) -> None:
+    """Run the experiment's trials, or restore it and finish the unfinished ones."""
+    start_ray(args)
+    import ray
+    from ray import tune
+
+    try:
+        trainable = tune.with_resources(
+            tune.with_parameters(
+                run_trial, trials_dir=str(exp.trials_dir), data_dir=str(exp.data_dir),
+                study=exp.study.name, experiment_id=exp.experiment_id,
+                objectives=exp.study.objectives, threads=max(1, int(args.cpus_per_trial)),
+                gpus=args.gpus_per_trial),
+            {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
+        if restore:
+            tuner = tune.Tuner.restore(str(exp.ray_dir), trainable, resume_errored=True)
+        else:
+            tuner = tune.Tuner(trainable, param_space=param_space(exp),
+                               tune_config=_tune_config(exp, args),
+                               run_config=_run_config(exp, args))
+        tuner.fit()
+    finally:
+        ray.shutdown()
+
+
+def _run_config(exp: Experiment, args: argparse.Namespace):
+    from ray import tune
+
+    return tune.RunConfig(
+        name=exp.ray_dir.name, storage_path=str(exp.root),
+        failure_config=tune.FailureConfig(max_failures=args.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1), verbose=1,
+        progress_reporter=tune.CLIReporter(
+            parameter_columns=["ratio", "density", "seed"], metric_columns=PROGRESS_METRICS,
+            max_report_frequency=30))
+
+
+def _tune_config(exp: Experiment, args: argparse.Namespace):
+    from ray import tune
+
+    search_alg, samples = None, 1
+    if exp.search == "optuna":  # multi-objective: every penalised objective, seeded sampler
+        from ray.tune.search.optuna import OptunaSearch
+
+        search_alg = OptunaSearch(metric=[f"score_{k}" for k in exp.study.objectives],
+                                  mode=list(exp.study.objectives.values()), seed=args.seed)
+        samples = args.num_samples or len(exp.points)
+    return tune.TuneConfig(search_alg=search_alg, num_samples=samples, reuse_actors=True,
+                           max_concurrent_trials=args.max_concurrent,
+                           trial_dirname_creator=lambda trial: trial.trial_id)
