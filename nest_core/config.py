@@ -75,6 +75,7 @@ class SynthesisConfig:
     lr: float = 1e-3
     batch_size: int = 128
     grad_samples: int = 10000  # training samples over which growth gradients are summed
+    growth_patience: int = 3  # growth ends after this many steps without a new best val error
     connection_growth: float = 0.2  # Policy 1: connections added per layer, share of active
     connection_birth: float = 0.1  # Policy 1: mean |w| of new connections / mean |W| of layer
     neurons_per_step: int = 10  # Algorithm 1: neurons added per hidden layer per growth step
@@ -120,7 +121,7 @@ class SynthesisConfig:
         for name in ("connection_birth", "prune_tolerance", "neuron_threshold"):
             if not getattr(self, name) >= 0:
                 _bad(name, getattr(self, name), ">= 0")
-        for name in ("neurons_per_step", "maps_per_step"):
+        for name in ("neurons_per_step", "maps_per_step", "growth_patience"):
             if getattr(self, name) < 0:
                 _bad(name, getattr(self, name), ">= 0")
 

@@ -136,8 +136,17 @@ class Synthesis:
         self._evaluate()
         self._log("train")
 
+    def _stalled(self) -> bool:
+        """True when the last ``growth_patience`` growth steps found no better val error."""
+        patience = self.cfg.growth_patience
+        errors = [e.val_error for e in self.history if e.phase in ("warmup", "train")]
+        if patience == 0 or len(errors) <= patience:
+            return False
+        return min(errors[-patience:]) >= min(errors[:-patience])
+
     def _growth(self) -> None:
-        if self.val_error <= self.cfg.target or self.step >= self.budget.growth_steps:
+        if (self.val_error <= self.cfg.target or self.step >= self.budget.growth_steps
+                or self._stalled()):
             reached = self.val_error <= self.cfg.target
             self.post_growth = {"params": count_params(self.net), "val_error": self.val_error,
                                 "target_reached": reached,
