@@ -1,0 +1,158 @@
+"""Adaptive search-and-training baseline: Lu, Dong, Li, Wu, Li & Shi 2023, "Adaptive
+Search-and-Training for Robust and Efficient Network Pruning" (IEEE TPAMI): a cold-start
+search for a compact sub-network by random filter pruning from scratch, ThreshNet's learned
+coarse-to-fine thresholds, and optional distillation from a dense teacher for robustness.
+
+Stages (everything before the first threshold step is booked as growth_*, see ``dense``):
+1. with ``cfg.distill``: the dense network of the seed's widths is trained as the teacher for
+   the full pre-pruning budget (an extra cost the result's samples show); from then on all
+   student training uses ``distill.distillation_loss`` (T = 4, weight 0.5);
+2. cold start: ``SEARCH_CANDIDATES`` sub-networks of the dense one, each hidden layer keeping
+   a random share in ``KEEP_RANGE`` of its units (chosen at random, freshly initialised), are
+   each trained warmup_epochs / candidates epochs; the lowest validation error wins and
+   trains for the remaining growth_steps x growth_epochs epochs;
+3. pruning: each iteration trains retrain_epochs at half the learning rate under learned
+   per-layer thresholds (``thresholds.learn_thresholds``) with sparsity weight
+   reg = ``REG_PER_FRACTION`` x prune_fraction, then makes them mask bits; a step that cannot
+   hold the reference error is undone and reg halved (coarse to fine), down to
+   min_prune_fraction;
+4. NeST's final fine-tuning (with the distillation loss when distilling).
+Assumed (the paper describes, does not fix, these for MLPs and small CNNs): three candidates,
+keep shares in [0.3, 0.7], selection by validation error alone, and the constants above.
+
+>>> cfg = SynthesisConfig.create(model="lenet300", ratio=1.0, method="adaptive", distill=True)
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from nest_core.baselines.apoz import cut_units
+from nest_core.baselines.dense import DenseStart
+from nest_core.baselines.distill import distillation_loss, train_with_loss
+from nest_core.baselines.thresholds import harden, learn_thresholds
+from nest_core.config import SynthesisConfig
+from nest_core.data import ImageData
+from nest_core.models import Architecture, SeedNet
+from nest_core.prune import prune_dead_units
+from nest_core.synthesize import display_name
+from nest_core.train import error_rate, train_samples
+
+SEARCH_CANDIDATES = 3
+KEEP_RANGE = (0.3, 0.7)  # share of each hidden layer's units a candidate keeps
+REG_PER_FRACTION = 5.0  # sparsity weight per unit of prune_fraction (0.2 -> reg 1.0)
+
+
+@torch.no_grad()
+def random_subnetwork(arch: Architecture, keep: Sequence[float], generator: torch.Generator
+                      ) -> SeedNet:
+    """A dense ``arch`` net keeping a random ``keep[i]`` share of hidden layer i's units, with
+    Kaiming-normal init over each unit's active fan-in (biases zero)."""
+    net = SeedNet(arch)
+    layers = [*net.convs, *net.fcs]
+    for i, share in enumerate(keep):
+        n = layers[i].weight.shape[0]
+        drop = torch.ones(n, dtype=torch.bool)
+        drop[torch.randperm(n, generator=generator)[: max(1, round(share * n))]] = False
+        cut_units(net, i, drop)
+    for layer in layers:
+        fan_in = layer.mask.flatten(1).sum(1)
+        fan_in = float(fan_in[fan_in > 0].float().mean()) if fan_in.any() else 1.0
+        w = torch.randn(layer.weight.shape, generator=generator) * math.sqrt(2.0 / fan_in)
+        layer.weight.copy_(w)
+        layer.enforce_mask()
+    return net
+
+
+class AdaptivePruning(DenseStart):
+    """Teacher (optional), cold-start search, learned-threshold pruning, fine-tuning."""
+
+    def __init__(self, cfg: SynthesisConfig, data: ImageData) -> None:
+        super().__init__(cfg, data)
+        self.teacher: SeedNet | None = None
+
+    # ---- training with the optional teacher ----------------------------------------------
+    def _task_loss(self, logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+                   ) -> torch.Tensor:
+        if self.teacher is None:
+            return F.cross_entropy(logits, y)
+        with torch.no_grad():
+            teacher = self.teacher(x)
+        return distillation_loss(logits, teacher, y)
+
+    def _train(self, epochs: float, kind: str, lr_scale: float = 1.0) -> None:
+        if self.teacher is None:
+            return super()._train(epochs, kind, lr_scale)
+        net = self.net
+        self.samples[kind] += train_with_loss(
+            net, self.data, self._epochs(epochs), lambda x, y: self._task_loss(net(x), x, y),
+            self.cfg.optimizer, self.cfg.lr * lr_scale, self.cfg.batch_size, self.generator,
+            self.distortion)
+
+    # ---- stages --------------------------------------------------------------------------
+    def _warmup(self) -> None:
+        cfg, budget = self.cfg, self.budget
+        if cfg.distill:
+            teacher = copy.deepcopy(self.net)
+            self.samples["growth"] += train_samples(
+                teacher, self.data, self._epochs(self.pre_pruning_epochs), cfg.optimizer,
+                cfg.lr, cfg.batch_size, self.generator, self.distortion)
+            self.teacher = teacher.eval()
+            self._log("teacher", detail=f"dense teacher, val error "
+                                        f"{error_rate(teacher, self.data.val):.4f}")
+        arch, best = self.net.architecture(), None
+        hidden = len(arch.conv_channels) + len(arch.fc_widths) - 1
+        lo, hi = KEEP_RANGE
+        for k in range(SEARCH_CANDIDATES):
+            keep = [lo + (hi - lo) * float(torch.rand((), generator=self.generator))
+                    for _ in range(hidden)]
+            self.net = random_subnetwork(arch, keep, self.generator).to(self.device)
+            self._train(budget.warmup_epochs / SEARCH_CANDIDATES, "growth")
+            self._evaluate()
+            self._log("search", detail=f"candidate {k}: keep " +
+                      ", ".join(f"{s:.2f}" for s in keep))
+            if best is None or self.val_error < best[0]:
+                best = (self.val_error, self.net)
+        self.net = best[1]
+        self._train(budget.growth_steps * budget.growth_epochs, "growth")
+        self._evaluate()
+        self._log("warmup", detail="cold-start winner trained")
+        self._start_pruning()
+
+    def _pruning(self) -> None:
+        self._prune_iteration(self._learn_and_harden)
+
+    def _learn_and_harden(self) -> None:
+        cfg = self.cfg
+        seen, thresholds = learn_thresholds(
+            self.net, self.data, self._epochs(self.budget.retrain_epochs), self._task_loss,
+            REG_PER_FRACTION * self.prune_fraction, cfg.optimizer, cfg.lr * 0.5,
+            cfg.batch_size, self.generator, self.distortion)
+        self.samples["pruning"] += seen
+        for (name, n), t in zip(harden(self.net, thresholds).items(), thresholds):
+            self._log("prune", display_name(name), removed=n, detail=f"threshold {t:.4g}")
+        for name, cut in prune_dead_units(self.net, self.data.val.x,
+                                          cfg.neuron_threshold).items():
+            self._log("prune_neurons", name, removed=cut)
+
+    # ---- checkpoints ---------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state["teacher"] = None if self.teacher is None else {
+            "architecture": self.teacher.architecture().to_dict(),
+            "model": {k: v.detach().cpu() for k, v in self.teacher.state_dict().items()}}
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        saved = state.get("teacher")
+        self.teacher = None
+        if saved is not None:
+            teacher = SeedNet(Architecture.from_dict(saved["architecture"]))
+            teacher.load_state_dict(saved["model"])
+            self.teacher = teacher.to(self.device).eval()
