@@ -39,11 +39,20 @@ def smallest_active(mask: torch.Tensor, magnitude: torch.Tensor, count: int) -> 
 
 
 @torch.no_grad()
-def magnitude_prune(net: SeedNet, fraction: float) -> dict[str, int]:
-    """Prune ``fraction`` of each layer's active connections; returns removed per layer."""
+def magnitude_prune(net: SeedNet, fraction: float, balanced: bool = True) -> dict[str, int]:
+    """Prune ``fraction`` of each layer's active connections; returns removed per layer.
+
+    With ``balanced``, a layer with n active connections loses ``fraction * sqrt(n / n_max)``
+    of them (n_max: the largest layer), so small layers, which are the most sensitive
+    (Han et al. 2015, Fig. 6), shrink more slowly than the big ones.
+    """
+    layers = layer_bns(net)
+    n_max = max(layer.num_active() for _, layer, _ in layers)
     removed = {}
-    for name, layer, bn in layer_bns(net):
-        k = int(fraction * layer.num_active())
+    for name, layer, bn in layers:
+        n = layer.num_active()
+        share = fraction * ((n / n_max) ** 0.5 if balanced else 1.0)
+        k = int(share * n)
         drop = smallest_active(layer.mask, effective_weight(layer, bn), k)
         removed[name] = prune_mask(layer.mask, drop)
         layer.enforce_mask()

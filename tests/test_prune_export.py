@@ -29,7 +29,9 @@ def test_magnitude_prune_only_removes():
         assert not (fc.mask & ~old).any(), "pruning never adds"
         assert torch.all(fc.weight[~fc.mask] == 0)
     assert count_params(net) == before - sum(removed.values())
-    assert removed["fc1"] == int(0.25 * int(masks[0].sum()))
+    n1, n3 = int(masks[0].sum()), int(masks[2].sum())
+    assert removed["fc1"] == int(0.25 * n1)  # the largest layer loses the full share
+    assert removed["fc3"] == int(0.25 * (n3 / n1) ** 0.5 * n3)  # small layers less
     kept = net.fcs[0].weight[net.fcs[0].mask].abs().min()
     dropped = (masks[0] & ~net.fcs[0].mask)
     assert kept >= build_seed(lenet300(0.2), 0.2, torch.Generator().manual_seed(0)) \
