@@ -34,7 +34,7 @@ TOP_KEYS = ("name", "model", "description", "space", "objectives", "target_error
 REQUIRED = ("name", "model", "space", "objectives", "budgets", "default_budget")
 SEARCHED = ("model", "method", "ratio", "density", "alpha", "beta", "seed", "budget",
             "budget_spec", "target_error")  # set by the study itself, never under `fixed`
-HOOKS = ("fail_with_nan",)  # test hooks, handled by the trainable
+HOOKS = ("fail_with_nan", "crash_once")  # test hooks, handled by explorer.trainable
 NON_OBJECTIVES = ("layers_json", "target_reached")
 
 

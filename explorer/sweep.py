@@ -64,16 +64,18 @@ class Experiment:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m explorer.sweep", description=__doc__.split(
-        "\n")[0])
+    p = argparse.ArgumentParser(prog="python -m explorer.sweep",
+                                description="Run a study (studies/<name>.yaml) on Ray Tune.")
     p.add_argument("study", nargs="?", help="study name: studies/<name>.yaml")
-    p.add_argument("--study", dest="study_path", help="path of a study file instead")
+    p.add_argument("--study", dest="study_path", metavar="PATH",
+                   help="path of a study file instead of a name")
     p.add_argument("--budget", choices=BUDGET_NAMES, help="budget preset (default: study's)")
-    p.add_argument("--search", choices=("grid", "optuna"), default="grid")
+    p.add_argument("--search", choices=("grid", "optuna"), default="grid",
+                   help="grid: every grid point; optuna: multi-objective TPE (default grid)")
     p.add_argument("--num-samples", type=int, help="optuna trials (default: grid size)")
     p.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--gpus-per-trial", type=float, default=0.0)
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="default 1")
+    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="default 0")
     p.add_argument("--address", help="connect to an existing Ray cluster (e.g. HOST:6379)")
     p.add_argument("--storage", help="shared folder for trial files and Ray state (clusters)")
     p.add_argument("--out", default="results", help="results folder (default: results/)")
@@ -205,8 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Study {exp.study.name}: {len(exp.points)} grid points, budget {exp.plan.name}, "
           f"search {exp.search}; experiment {exp.experiment_id}"
           + (" (resuming)" if restorable else ""), flush=True)
+    if exp.trials_dir.is_dir():  # trials.parquet holds what finished before an interruption
+        merge_trials(exp.trials_dir, exp.out_dir)
     start = time.perf_counter()
-    run_tune(exp, args, restore=restorable)
+    try:
+        run_tune(exp, args, restore=restorable)
+    except KeyboardInterrupt:
+        print("\nInterrupted.", file=sys.stderr)
     trials, history = merge_trials(exp.trials_dir, exp.out_dir)
     expected = len(exp.points) if exp.search == "grid" else None
     _print_summary(exp, trials, history, time.perf_counter() - start, expected)

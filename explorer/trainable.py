@@ -6,12 +6,13 @@ resumed trial continues from its last iteration. A crash or a NaN loss fails onl
 trial: it is written as a "failed" row and reported as a normal end, so Ray does not retry a
 deterministic failure (infrastructure failures are retried by Ray's FailureConfig).
 
->>> tune.Tuner(tune.with_parameters(run_trial, trials_dir=..., data_dir=..., study=...,
-...            experiment_id=..., objectives={"final_params": "min"}), ...)  # doctest: +SKIP
+>>> args = sweep.parse_args(["lenet5", "--budget", "smoke"])  # doctest: +SKIP
+>>> run_tune(sweep.prepare(args), args, restore=False)  # trials write <exp>/trials/<id>/
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -25,7 +26,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from explorer.schema import COMPLETED, FAILED
-from explorer.storage import finished_record, now, read_json, write_json, write_trial
+from explorer.storage import (
+    atomic_write,
+    finished_record,
+    now,
+    read_json,
+    write_json,
+    write_trial,
+)
 from nest_core import ImageData, Synthesis, SynthesisConfig, load_dataset
 
 if TYPE_CHECKING:
@@ -40,7 +48,7 @@ QUIET_RAY = {  # a readable console: one live status table, deduplicated worker 
 LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": every Ray service on 127.0.0.1
 PROGRESS_METRICS = {"stage": "stage", "step": "step", "params": "params",
                     "val_error": "val_error", "growth_seconds": "growth_s", "status": "outcome"}
-HOOK_KEYS = ("fail_with_nan",)  # test hooks in the trial config, not SynthesisConfig fields
+HOOK_KEYS = ("fail_with_nan", "crash_once")  # test hooks in the config, not SynthesisConfig
 STATE = "state.pt"
 PENALTY = 10.0  # score = value * (1 + PENALTY * max(0, val_error - target)) for "min"
 _DATA: dict[tuple, ImageData] = {}  # one load per worker process (actors are reused)
@@ -85,7 +93,7 @@ def _matches(hook: Any, config: dict[str, Any]) -> bool:
     return bool(hook)
 
 
-def _poison(synth: Synthesis) -> None:
+def _poison(synth: Synthesis) -> None:  # test hook
     """Test hook: NaN weights, so training fails with nest_core's own NonFiniteLossError."""
     with torch.no_grad():
         for p in synth.net.parameters():
@@ -98,6 +106,15 @@ def _next_attempt(folder: Path) -> tuple[int, str]:
     info["attempts"] += 1
     write_json(folder / "attempts.json", info)
     return info["attempts"] - 1, info["started_at"]
+
+
+def _saved_state(checkpoint: Any, own: Path) -> dict | None:
+    """The state of Ray's checkpoint (a retry), else of the trial's own state file (a
+    restart after the driver died), else None (a fresh start)."""
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            return torch.load(Path(d) / STATE, weights_only=True)
+    return torch.load(own, weights_only=True) if own.is_file() else None
 
 
 def run_trial(config: dict[str, Any], *, trials_dir: str, data_dir: str | None, study: str,
@@ -120,9 +137,16 @@ def run_trial(config: dict[str, Any], *, trials_dir: str, data_dir: str | None, 
     start = time.perf_counter()
     synth, resumed_from = None, ""
 
+    crash = attempt == 0 and _matches(config.get("crash_once", False), config)
+
     def on_step(report: dict, s: Synthesis) -> None:
+        if crash and len(s.history) >= 3:  # test hook: the worker dies mid-trial, once
+            os._exit(1)
+        buffer = io.BytesIO()
+        torch.save(s.state_dict(), buffer)
+        atomic_write(folder / STATE, lambda f: f.write(buffer.getvalue()))  # durable copy
         with tempfile.TemporaryDirectory() as d:
-            torch.save(s.state_dict(), Path(d) / STATE)
+            (Path(d) / STATE).write_bytes(buffer.getvalue())
             try:
                 tune.report(metrics(report, objectives, cfg.target, "running"),
                             checkpoint=tune.Checkpoint.from_directory(d))
@@ -132,10 +156,9 @@ def run_trial(config: dict[str, Any], *, trials_dir: str, data_dir: str | None, 
     try:
         data = cached_data(cfg.dataset, data_dir, device, cfg.budget_spec.train_limit)
         synth = Synthesis(cfg, data)
-        checkpoint = tune.get_checkpoint()
-        if checkpoint is not None:  # a retried or resumed trial goes on from its last step
-            with checkpoint.as_directory() as d:
-                synth.load_state_dict(torch.load(Path(d) / STATE, weights_only=True))
+        state = _saved_state(tune.get_checkpoint(), folder / STATE)
+        if state is not None:  # a retried or resumed trial goes on from its last step
+            synth.load_state_dict(state)
             resumed_from = f"{synth.stage} step {synth.step}"
         elif _matches(config.get("fail_with_nan", False), config):
             _poison(synth)
@@ -155,6 +178,7 @@ def run_trial(config: dict[str, Any], *, trials_dir: str, data_dir: str | None, 
         "target_error": cfg.target, "result": result, "history": history,
     }
     write_trial(folder, record)
+    (folder / STATE).unlink(missing_ok=True)
     tune.report(metrics({**cfg.to_dict(), **(result or {}), "error": error}, objectives,
                         cfg.target, status))
 
@@ -174,8 +198,7 @@ def param_space(exp: Experiment) -> dict[str, Any]:
             space[key] = tune.choice(values)
         else:
             space[key] = values[0]
-    if exp.study.hooks.get("fail_with_nan"):
-        space["fail_with_nan"] = exp.study.hooks["fail_with_nan"]
+    space.update(exp.study.hooks)
     return space
 
 
@@ -209,13 +232,14 @@ def run_tune(exp: Experiment, args: argparse.Namespace, restore: bool) -> None:
                 objectives=exp.study.objectives, threads=max(1, int(args.cpus_per_trial)),
                 gpus=args.gpus_per_trial),
             {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
-        if restore:
-            tuner = tune.Tuner.restore(str(exp.ray_dir), trainable, resume_errored=True)
-        else:
-            tuner = tune.Tuner(trainable, param_space=param_space(exp),
-                               tune_config=_tune_config(exp, args),
-                               run_config=_run_config(exp, args))
-        tuner.fit()
+        if not restore:
+            tune.Tuner(trainable, param_space=param_space(exp),
+                       tune_config=_tune_config(exp, args), run_config=_run_config(exp, args)
+                       ).fit()
+        elif tune.Tuner.restore(str(exp.ray_dir), trainable, resume_errored=True).fit().errors:
+            # If the driver died after Ray dropped the checkpoint its last snapshot names,
+            # that trial cannot resume from it: restart it, and it loads its own state.pt
+            tune.Tuner.restore(str(exp.ray_dir), trainable, restart_errored=True).fit()
     finally:
         ray.shutdown()
 
