@@ -109,6 +109,12 @@ class Study:
         return points
 
 
+def varying(points: list[dict[str, Any]]) -> list[str]:
+    """The searched keys (method, ratio, ..., seed) that take more than one value."""
+    return [k for k in ("method", "ratio", "density", "alpha", "beta", "seed")
+            if len({p[k] for p in points}) > 1]
+
+
 def _point(kwargs: dict[str, Any]) -> str:
     return ", ".join(f"{k}={kwargs[k]}" for k in ("method", "ratio", "density", "alpha",
                                                   "beta", "seed"))

@@ -33,7 +33,14 @@ from explorer.storage import (
     read_json,
     write_json,
 )
-from explorer.studies import BUDGET_NAMES, BudgetPlan, Study, StudyError, load_study
+from explorer.studies import (
+    BUDGET_NAMES,
+    BudgetPlan,
+    Study,
+    StudyError,
+    load_study,
+    varying,
+)
 from nest_core.data import DataNotFoundError, load_dataset, resolve_root
 
 
@@ -176,7 +183,8 @@ def pareto_lines(trials: pd.DataFrame, objectives: dict[str, str], target: float
     else:
         head += f" of trials that reached target error {target:g}"
     lines = [head + ":"]
-    cols = ["ratio", "density", "seed", *objectives, "val_error", "test_error"]
+    cols = [*(varying(trials.to_dict("records")) or ["ratio"]), *objectives, "val_error",
+            "test_error"]
     for _, row in front.sort_values(list(objectives)).head(limit).iterrows():
         cells = [f"{c} {_fmt(row[c])}" for c in dict.fromkeys(cols) if c in row]
         lines.append("  " + "  ".join(cells) + f"  [{row['config_id']}]")

@@ -34,7 +34,9 @@ from explorer.storage import (
     write_json,
     write_trial,
 )
+from explorer.studies import varying
 from nest_core import ImageData, Synthesis, SynthesisConfig, load_dataset
+from nest_core.methods import make_synthesis
 
 if TYPE_CHECKING:
     import argparse
@@ -155,7 +157,7 @@ def run_trial(config: dict[str, Any], *, trials_dir: str, data_dir: str | None, 
 
     try:
         data = cached_data(cfg.dataset, data_dir, device, cfg.budget_spec.train_limit)
-        synth = Synthesis(cfg, data)
+        synth = make_synthesis(cfg, data)  # NeST or a pruning-only baseline, by cfg.method
         state = _saved_state(tune.get_checkpoint(), folder / STATE)
         if state is not None:  # a retried or resumed trial goes on from its last step
             synth.load_state_dict(state)
@@ -252,8 +254,8 @@ def _run_config(exp: Experiment, args: argparse.Namespace):
         failure_config=tune.FailureConfig(max_failures=args.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1), verbose=1,
         progress_reporter=tune.CLIReporter(
-            parameter_columns=["ratio", "density", "seed"], metric_columns=PROGRESS_METRICS,
-            max_report_frequency=30))
+            parameter_columns=varying(exp.points) or ["ratio"],
+            metric_columns=PROGRESS_METRICS, max_report_frequency=30))
 
 
 def _tune_config(exp: Experiment, args: argparse.Namespace):
