@@ -35,7 +35,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="validation error growth aims at (default: the model's)")
     p.add_argument("--budget", default="quick", help=f"one of {', '.join(BUDGETS)}")
     p.add_argument("--batch-norm", action="store_true", help="batch norm after each layer")
-    p.add_argument("--distortion", action="store_true", help="affine-distorted training data")
+    p.add_argument("--distortion", action=argparse.BooleanOptionalAction, default=True,
+                   help="train on affine-distorted images, as the paper does (default: on)")
     p.add_argument("--distill", action="store_true",
                    help="adaptive method: distillation loss from a dense teacher")
     p.add_argument("--area-gamma", type=float, default=0.1,

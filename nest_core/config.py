@@ -43,10 +43,10 @@ class Budget:
 BUDGETS: dict[str, Budget] = {
     "smoke": Budget(train_limit=3000, warmup_epochs=1, growth_steps=2, growth_epochs=1,
                     prune_steps=2, retrain_epochs=1, final_epochs=0, area_steps=1),
-    "quick": Budget(train_limit=None, warmup_epochs=2, growth_steps=8, growth_epochs=2,
-                    prune_steps=12, retrain_epochs=1, final_epochs=2, area_steps=3),
-    "paper": Budget(train_limit=None, warmup_epochs=5, growth_steps=30, growth_epochs=3,
-                    prune_steps=60, retrain_epochs=2, final_epochs=10, area_steps=8),
+    "quick": Budget(train_limit=None, warmup_epochs=2, growth_steps=15, growth_epochs=3,
+                    prune_steps=40, retrain_epochs=2, final_epochs=15, area_steps=3),
+    "paper": Budget(train_limit=None, warmup_epochs=5, growth_steps=30, growth_epochs=5,
+                    prune_steps=80, retrain_epochs=3, final_epochs=30, area_steps=8),
 }
 
 
@@ -70,9 +70,9 @@ class SynthesisConfig:
     target_error: float = -1.0  # validation error the growth phase aims at; < 0: model default
     dataset: str = "mnist"
     batch_norm: bool = False
-    distortion: bool = False  # affine-distorted training images, as in the paper
+    distortion: bool = True  # affine-distorted training images, as in the paper
     optimizer: str = "adam"
-    lr: float = 1e-3
+    lr: float = 3e-3
     batch_size: int = 128
     grad_samples: int = 10000  # training samples over which growth gradients are summed
     growth_patience: int = 3  # growth ends after this many steps without a new best val error
