@@ -28,6 +28,7 @@ from explorer.storage import (
     MANIFEST,
     build_manifest,
     data_hashes,
+    finished_record,
     merge_trials,
     now,
     read_json,
@@ -41,6 +42,7 @@ from explorer.studies import (
     load_study,
     varying,
 )
+from nest_core.config import SynthesisConfig
 from nest_core.data import DataNotFoundError, load_dataset, resolve_root
 
 
@@ -140,6 +142,12 @@ def prepare(args: argparse.Namespace) -> Experiment:
     return Experiment(study, plan, args.search, points, exp_id, out_dir, root, data_dir)
 
 
+def unfinished(exp: Experiment) -> list[dict[str, Any]]:
+    """Grid points without a finished trial folder."""
+    return [p for p in exp.points
+            if finished_record(exp.trials_dir / SynthesisConfig.create(**p).config_id) is None]
+
+
 def write_manifest(exp: Experiment, args: argparse.Namespace, argv: list[str]) -> None:
     path = exp.out_dir / MANIFEST
     command = shlex.join(["python", "-m", "explorer.sweep", *argv])
@@ -212,14 +220,18 @@ def main(argv: list[str] | None = None) -> int:
 
     exp.out_dir.mkdir(parents=True, exist_ok=True)
     write_manifest(exp, args, argv)
-    print(f"Study {exp.study.name}: {len(exp.points)} grid points, budget {exp.plan.name}, "
-          f"search {exp.search}; experiment {exp.experiment_id}"
-          + (" (resuming)" if restorable else ""), flush=True)
+    todo = len(exp.points) if exp.search == "optuna" else len(unfinished(exp))
+    print(f"Study {exp.study.name}: {len(exp.points)} grid points ({todo} to run), budget "
+          f"{exp.plan.name}, search {exp.search}; experiment {exp.experiment_id}"
+          + (" (resuming)" if restorable and todo else ""), flush=True)
     if exp.trials_dir.is_dir():  # trials.parquet holds what finished before an interruption
         merge_trials(exp.trials_dir, exp.out_dir)
     start = time.perf_counter()
     try:
-        run_tune(exp, args, restore=restorable)
+        if todo:
+            run_tune(exp, args, restore=restorable)
+        else:
+            print("Every trial has finished already: nothing to run.")
     except KeyboardInterrupt:
         print("\nInterrupted.", file=sys.stderr)
     trials, history = merge_trials(exp.trials_dir, exp.out_dir)

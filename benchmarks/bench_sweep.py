@@ -1,0 +1,104 @@
+"""Sweep speed-up: 8 equal short syntheses through the Ray sweep vs one after another.
+
+    NEST_DATA=../shared/data python benchmarks/bench_sweep.py [--trials 8] [--train-limit 10000]
+
+The baseline runs the 8 syntheses (lenet300, smoke budget, seeds 0-7) in this process on one
+thread each, as the sweep's trials do with ``--cpus-per-trial 1``; the sweep runs them on an
+embedded Ray node with every core. Ray's fixed start-up cost is timed on its own (start the
+node, run two no-op trials, shut down). Ideal speed-up: the number of cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from explorer import sweep, trainable
+from explorer.storage import merge_trials
+from nest_core import SynthesisConfig, load_dataset
+from nest_core.methods import make_synthesis
+
+
+def write_study(folder: Path, trials: int, train_limit: int) -> Path:
+    path = folder / "bench.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "bench", "model": "lenet300",
+        "space": {"ratio": [0.5], "density": [0.1], "alpha": [0.3], "beta": [0.1],
+                  "repeats": trials},
+        "objectives": {"growth_seconds": "min", "final_params": "min"},
+        "budgets": {"smoke": {"preset": "smoke", "train_limit": train_limit}},
+        "default_budget": "smoke",
+    }))
+    return path
+
+
+def sequential(points: list[dict], data_dir: Path) -> tuple[float, dict[int, int]]:
+    """Wall seconds of the syntheses one after another on one thread, and final params."""
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    limit = points[0]["budget_spec"]["train_limit"]
+    data = load_dataset("mnist", root=data_dir, device="cpu", train_limit=limit)
+    params = {}
+    for point in points:
+        result = make_synthesis(SynthesisConfig.create(**point), data).run()
+        params[point["seed"]] = result["final_params"]
+    return time.perf_counter() - start, params
+
+
+def ray_fixed_cost(args: argparse.Namespace) -> float:
+    """Seconds to start the embedded node, run two no-op trials and shut down."""
+    start = time.perf_counter()
+    trainable.start_ray(args)
+    import ray
+    from ray import tune
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tune.Tuner(lambda config: tune.report({"x": config["x"]}),
+                   param_space={"x": tune.grid_search([1, 2])},
+                   run_config=tune.RunConfig(storage_path=tmp, verbose=0)).fit()
+    ray.shutdown()
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--trials", type=int, default=8)
+    p.add_argument("--train-limit", type=int, default=10000)
+    p.add_argument("--data-dir", default=None)
+    opts = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        study = write_study(Path(tmp), opts.trials, opts.train_limit)
+        args = sweep.parse_args(["--study", str(study), "--out", str(Path(tmp) / "out"),
+                                 *(["--data-dir", opts.data_dir] if opts.data_dir else [])])
+        exp = sweep.prepare(args)
+        cores = os.cpu_count()
+        print(f"{opts.trials} syntheses: lenet300 r=0.5 smoke budget, train_limit "
+              f"{opts.train_limit}, seeds 0-{opts.trials - 1}; {cores} cores", flush=True)
+        seq_s, seq_params = sequential(exp.points, exp.data_dir)
+        print(f"one after another (1 thread, one process): {seq_s:7.1f} s", flush=True)
+        fixed_s = ray_fixed_cost(args)
+        print(f"Ray fixed start-up cost (start, 2 no-op trials, stop): {fixed_s:5.1f} s",
+              flush=True)
+        start = time.perf_counter()
+        trainable.run_tune(exp, args, restore=False)
+        sweep_s = time.perf_counter() - start
+        trials, _ = merge_trials(exp.trials_dir, exp.out_dir)
+    same = dict(zip(trials["seed"], trials["final_params"])) == seq_params
+    print(f"through the sweep ({cores} trials at once):       {sweep_s:7.1f} s "
+          f"({(trials['status'] == 'completed').sum()} completed; final params "
+          f"{'identical to' if same else 'DIFFERENT from'} the sequential runs)")
+    print(f"speed-up: {seq_s / sweep_s:.2f}x end to end, "
+          f"{seq_s / max(sweep_s - fixed_s, 1e-9):.2f}x without Ray's fixed cost "
+          f"(ideal {cores:.1f}, target >= 1.6)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
