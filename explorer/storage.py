@@ -2,9 +2,10 @@
 
 Every file is written to a temp file in its own folder, fsynced and moved over the target
 with ``os.replace``, so readers see the old file or the new one, never a partial one. Each
-trial writes only its own folder ``<exp>/trials/<config_id>/`` (result.json, row.parquet,
-events.parquet); the driver alone merges them into ``trials.parquet`` and
-``history.parquet``, one row per config_id, so reruns and retries never duplicate rows.
+trial writes only its own folder ``<exp>/trials/<config_id>/`` (attempts.json, state.pt while
+it runs, then events.parquet, row.parquet and result.json, the mark of a finished trial); the
+driver alone merges them into ``trials.parquet`` and ``history.parquet``, one row per
+config_id, so reruns and retries never duplicate rows.
 
 >>> write_json(Path("results/x/manifest.json"), {"study": "lenet5"})  # doctest: +SKIP
 """
