@@ -43,6 +43,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="partial-area convolution: percentile masked per iteration, in (0, 1)")
     p.add_argument("--area-steps", type=int, default=None,
                    help="partial-area convolution iterations (default: the budget's)")
+    p.add_argument("--optimizer", default="adam", help="adam or sgd (momentum 0.9)")
+    p.add_argument("--lr", type=float, default=3e-3, help="learning rate")
+    p.add_argument("--prune-tolerance", type=float, default=0.002,
+                   help="pruning holds validation error <= target + this")
+    p.add_argument("--growth-patience", type=int, default=3,
+                   help="growth stops after this many steps without a better error (0: off)")
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--data-dir", default=None, help="folder holding MNIST/raw (or NEST_DATA)")
     p.add_argument("--seed", type=int, default=0)
@@ -74,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             beta=args.beta, method=args.method, target_error=args.target_error,
             budget=args.budget, batch_norm=args.batch_norm, distortion=args.distortion,
             dataset=args.dataset, seed=args.seed, area_gamma=args.area_gamma,
-            distill=args.distill,
+            distill=args.distill, optimizer=args.optimizer, lr=args.lr,
+            prune_tolerance=args.prune_tolerance, growth_patience=args.growth_patience,
             **_budget_override(args))
         device = resolve_device(args.device)
         data = load_dataset(cfg.dataset, root=args.data_dir, device=device,
