@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 def mnist_root() -> Path | None:
     """NEST_DATA if set, else ../shared/data beside the repo; None when MNIST is absent."""
     root = Path(os.environ.get("NEST_DATA") or REPO.parent / "shared" / "data")
-    return root if (root / "MNIST" / "raw").is_dir() else None
+    return root.resolve() if (root / "MNIST" / "raw").is_dir() else None
 
 
 @pytest.fixture(scope="session")
