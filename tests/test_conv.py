@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import time
 
 import pytest
 import torch
@@ -216,10 +215,8 @@ def test_cli_smoke_lenet5(mnist_dir, tmp_path, monkeypatch):
     from nest_core.__main__ import main
 
     monkeypatch.setenv("NEST_DATA", str(mnist_dir))
-    start = time.perf_counter()
     assert main(["lenet5", "--ratio", "0.5", "--budget", "smoke", "--device", "cpu",
                  "--quiet", "--out", str(tmp_path)]) == 0
-    seconds = time.perf_counter() - start
     result = json.loads((tmp_path / "result.json").read_text())
     for key in ("final_params", "final_flops", "test_error", "val_error", "layers", "history",
                 "post_growth_params", "dense_flops", "final_architecture"):
@@ -231,4 +228,3 @@ def test_cli_smoke_lenet5(mnist_dir, tmp_path, monkeypatch):
     phases = {e["phase"] for e in result["history"]}
     assert {"grow_maps", "partial_area"} <= phases
     assert (tmp_path / "model.pt").is_file()
-    assert seconds < 120, f"smoke run took {seconds:.0f}s"
