@@ -4,13 +4,16 @@
 
 The baseline runs the 8 syntheses (lenet300, smoke budget, seeds 0-7) in this process on one
 thread each, as the sweep's trials do with ``--cpus-per-trial 1``; the sweep runs them on an
-embedded Ray node with every core. Ray's fixed start-up cost is timed on its own (start the
-node, run two no-op trials, shut down). Ideal speed-up: the number of cores.
+embedded Ray node with every core. For reference the same work is split over plain processes
+(no Ray), which shows what the machine allows under its current load, and Ray's fixed
+start-up cost is timed on its own (start the node, run two no-op trials, shut down). Ideal
+speed-up: the number of cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -52,6 +55,15 @@ def sequential(points: list[dict], data_dir: Path) -> tuple[float, dict[int, int
     return time.perf_counter() - start, params
 
 
+def plain_processes(points: list[dict], data_dir: Path, procs: int) -> float:
+    """Wall seconds of the same syntheses split over ``procs`` plain processes (no Ray):
+    the speed-up this machine allows right now, other load included."""
+    start = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(procs) as pool:
+        pool.starmap(sequential, [(points[i::procs], data_dir) for i in range(procs)])
+    return time.perf_counter() - start
+
+
 def ray_fixed_cost(args: argparse.Namespace) -> float:
     """Seconds to start the embedded node, run two no-op trials and shut down."""
     start = time.perf_counter()
@@ -83,6 +95,9 @@ def main() -> int:
               f"{opts.train_limit}, seeds 0-{opts.trials - 1}; {cores} cores", flush=True)
         seq_s, seq_params = sequential(exp.points, exp.data_dir)
         print(f"one after another (1 thread, one process): {seq_s:7.1f} s", flush=True)
+        plain_s = plain_processes(exp.points, exp.data_dir, cores)
+        print(f"{cores} plain processes (no Ray):          {plain_s:7.1f} s, speed-up "
+              f"{seq_s / plain_s:.2f}x: what the machine allows now", flush=True)
         fixed_s = ray_fixed_cost(args)
         print(f"Ray fixed start-up cost (start, 2 no-op trials, stop): {fixed_s:5.1f} s",
               flush=True)
@@ -94,6 +109,8 @@ def main() -> int:
     print(f"through the sweep ({cores} trials at once):       {sweep_s:7.1f} s "
           f"({(trials['status'] == 'completed').sum()} completed; final params "
           f"{'identical to' if same else 'DIFFERENT from'} the sequential runs)")
+    print(f"per synthesis: {seq_s / opts.trials:.1f} s alone, "
+          f"{trials['wall_seconds'].mean():.1f} s inside the sweep ({cores} at a time)")
     print(f"speed-up: {seq_s / sweep_s:.2f}x end to end, "
           f"{seq_s / max(sweep_s - fixed_s, 1e-9):.2f}x without Ray's fixed cost "
           f"(ideal {cores:.1f}, target >= 1.6)")
