@@ -29,6 +29,7 @@ class _Masked(nn.Module):
         self.track_dense_grad = False
         self.dense_grad: torch.Tensor | None = None
         self._float_mask: tuple[tuple, torch.Tensor] | None = None
+        self._clean: tuple | None = None  # (id, version) of the weight when last enforced
 
     def float_mask(self) -> torch.Tensor:
         """The mask as 0/1 in the weight's dtype, cached until the mask changes (in-place
@@ -39,7 +40,15 @@ class _Masked(nn.Module):
         return self._float_mask[1]
 
     def effective_weight(self) -> torch.Tensor:
-        """The weight with dormant connections zeroed (what the forward pass uses)."""
+        """The weight with dormant connections zeroed (what the forward pass uses).
+
+        Fast path: right after ``enforce_mask`` the dormant weights are exactly zero, so the
+        weight itself is returned until it changes in place (its version counter moves) or
+        is replaced; then the mask is multiplied in again. Gradients of dormant weights are
+        then non-zero, but ``enforce_mask`` after each optimizer step zeroes them again.
+        """
+        if not self.track_dense_grad and self._clean == self._weight_key():
+            return self.weight
         w = self.weight * self.float_mask()
         if self.track_dense_grad and w.requires_grad:
             w.register_hook(self._accumulate_dense_grad)
@@ -54,9 +63,13 @@ class _Masked(nn.Module):
         self.mask.copy_(check_mask(mask.to(self.mask.device), self.weight))
         self.enforce_mask()
 
+    def _weight_key(self) -> tuple:
+        return (id(self.weight), self.weight._version, id(self.mask), self.mask._version)
+
     @torch.no_grad()
     def enforce_mask(self) -> None:
         self.weight.mul_(self.float_mask())
+        self._clean = self._weight_key()
 
     def num_active(self) -> int:
         return int(self.mask.sum())

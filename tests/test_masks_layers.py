@@ -119,3 +119,24 @@ def test_params_equal_active_mask_bits():
     net = build_seed(lenet5(0.5), 0.2, torch.Generator().manual_seed(0))
     bits = sum(int(m.sum()) for name, m in net.named_buffers() if name.endswith("mask"))
     assert count_params(net) == bits
+
+
+def test_forward_masks_weights_changed_without_enforcement():
+    torch.manual_seed(0)
+    layer = MaskedLinear(6, 3)
+    with torch.no_grad():
+        layer.weight.normal_()
+    layer.mask[:, :3] = False
+    layer.enforce_mask()  # the fast path: dormant weights are zero, weight used as is
+    x = torch.randn(4, 6)
+    expected = x[:, 3:] @ layer.weight[:, 3:].T + layer.bias
+    assert torch.allclose(layer(x), expected)
+    plain = torch.optim.SGD(layer.parameters(), lr=0.5)  # no mask enforcer attached
+    F.cross_entropy(layer(x), torch.tensor([0, 1, 2, 0])).backward()
+    plain.step()
+    assert (layer.weight[:, :3] != 0).any()  # the plain step moved dormant weights ...
+    expected = x[:, 3:] @ layer.weight[:, 3:].T + layer.bias
+    assert torch.allclose(layer(x), expected)  # ... but the forward pass still ignores them
+    layer.mask[0, 0] = True  # a mask change also leaves the fast path
+    expected = expected + x[:, :1] @ layer.weight[:1, :1].T * torch.tensor([1.0, 0, 0])
+    assert torch.allclose(layer(x), expected)
