@@ -12,10 +12,11 @@ Stages (everything before the first threshold step is booked as growth_*, see ``
    each trained warmup_epochs / candidates epochs; the lowest validation error wins and
    trains for the remaining growth_steps x growth_epochs epochs;
 3. pruning: each iteration trains retrain_epochs at half the learning rate under learned
-   per-layer thresholds (``thresholds.learn_thresholds``) with sparsity weight
-   reg = ``REG_PER_FRACTION`` x prune_fraction, then makes them mask bits; a step that cannot
-   hold the reference error is undone and reg halved (coarse to fine), down to
-   min_prune_fraction;
+   per-layer thresholds (``thresholds.learn_thresholds``), then makes them mask bits.
+   prune_fraction is the coarseness: the sparsity weight is ``REG_PER_FRACTION`` x
+   prune_fraction and a threshold may move about ``MOVE_PER_FRACTION`` x prune_fraction layer
+   stds per round; a step that cannot hold the reference error is undone and the fraction
+   halved (coarse to fine), down to min_prune_fraction;
 4. NeST's final fine-tuning (with the distillation loss when distilling).
 Assumed (the paper describes, does not fix, these for MLPs and small CNNs): three candidates,
 keep shares in [0.3, 0.7], selection by validation error alone, and the constants above.
@@ -46,6 +47,7 @@ from nest_core.train import error_rate, train_samples
 SEARCH_CANDIDATES = 3
 KEEP_RANGE = (0.3, 0.7)  # share of each hidden layer's units a candidate keeps
 REG_PER_FRACTION = 5.0  # sparsity weight per unit of prune_fraction (0.2 -> reg 1.0)
+MOVE_PER_FRACTION = 5.0  # threshold move per round, in layer stds (0.2 -> 1 std)
 
 
 @torch.no_grad()
@@ -132,7 +134,8 @@ class AdaptivePruning(DenseStart):
         seen, thresholds = learn_thresholds(
             self.net, self.data, self._epochs(self.budget.retrain_epochs), self._task_loss,
             REG_PER_FRACTION * self.prune_fraction, cfg.optimizer, cfg.lr * 0.5,
-            cfg.batch_size, self.generator, self.distortion)
+            cfg.batch_size, self.generator, self.distortion,
+            max_move=MOVE_PER_FRACTION * self.prune_fraction)
         self.samples["pruning"] += seen
         for (name, n), t in zip(harden(self.net, thresholds).items(), thresholds):
             self._log("prune", display_name(name), removed=n, detail=f"threshold {t:.4g}")

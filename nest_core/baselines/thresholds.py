@@ -7,11 +7,13 @@ t_l = t0_l + tau_l s_l learnable (t0_l: the smallest active |w|, so nothing is c
 s_l: the std of the layer's active |w|). The forward pass uses the hard 0/1 mask; gradients
 reach w and tau through sigmoid((|w| - t_l) / (0.1 s_l)) (straight-through). A regulariser
 reg x (kept connections / active connections) pushes the thresholds up against the task
-loss. After the round the thresholds become mask bits, so pruning only removes.
+loss; tau's Adam learning rate is ``max_move`` / optimizer steps, so a threshold moves at most
+about ``max_move`` s_l in one round, whatever its length (Adam's steps barely depend on the
+loss scale, so ``reg`` alone would hardly slow it). After the round the thresholds become mask
+bits, so pruning only removes.
 Assumed: the paper learns thresholds with a reinforcement-learning-inspired rule it does not
 specify further; this is the gradient form of the same idea (a soft-threshold mask with an L0
--style penalty); the temperature 0.1 s_l and tau's Adam lr (1 s_l per round over the round's
-steps) are chosen here.
+-style penalty); the temperature 0.1 s_l and the bounded Adam steps are chosen here.
 
 >>> seen, thresholds = learn_thresholds(net, data, 5000, ce_loss, reg=1.0, optimizer="adam",
 ...                                     lr=1e-3, batch_size=128, generator=g)  # doctest: +SKIP
@@ -33,8 +35,6 @@ from nest_core.masks import prune_mask
 from nest_core.models import SeedNet
 
 SOFTNESS = 0.1  # sigmoid temperature, in units of the layer's active-weight std
-THRESHOLD_RANGE = 1.0  # tau's Adam lr x optimizer steps: about how far (in s_l) a threshold
-# can move in one round, whatever the round's length
 
 TaskLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # logits, x, y
 
@@ -60,7 +60,7 @@ def _start(layer) -> tuple[float, float]:
 def learn_thresholds(net: SeedNet, data: ImageData, samples: int, task_loss: TaskLoss,
                      reg: float, optimizer: str, lr: float, batch_size: int,
                      generator: torch.Generator, distortion: AffineDistortion | None = None,
-                     ) -> tuple[int, list[float]]:
+                     max_move: float = 1.0) -> tuple[int, list[float]]:
     """Train ``net`` for ``samples`` samples under learnable per-layer thresholds and the
     sparsity regulariser ``reg``; returns (samples seen, each masked layer's threshold)."""
     layers = masked_layers(net)
@@ -81,7 +81,7 @@ def learn_thresholds(net: SeedNet, data: ImageData, samples: int, task_loss: Tas
         logits = functional_call(net, weights, (x,))
         return task_loss(logits, x, y) + reg * kept / total
 
-    extra = torch.optim.Adam([tau], lr=THRESHOLD_RANGE / max(1, math.ceil(samples / batch_size)))
+    extra = torch.optim.Adam([tau], lr=max_move / max(1, math.ceil(samples / batch_size)))
     seen = train_with_loss(net, data, samples, loss_fn, optimizer, lr, batch_size, generator,
                            distortion, extra)
     return seen, (t0 + tau.detach() * scale).tolist()
