@@ -28,16 +28,17 @@ class _Masked(nn.Module):
         self.register_buffer("mask", torch.ones(shape, dtype=torch.bool))
         self.track_dense_grad = False
         self.dense_grad: torch.Tensor | None = None
-        self._float_mask: tuple[tuple, torch.Tensor] | None = None
-        self._clean: tuple | None = None  # (id, version) of the weight when last enforced
+        self._float_mask: tuple | None = None  # (mask, its version, mask as 0/1 floats)
+        self._clean: tuple | None = None  # (weight, version, mask, version) when enforced
 
     def float_mask(self) -> torch.Tensor:
         """The mask as 0/1 in the weight's dtype, cached until the mask changes (in-place
         changes bump the tensor's version counter, replacements change its identity)."""
-        key = (id(self.mask), self.mask._version, self.weight.dtype, self.weight.device)
-        if self._float_mask is None or self._float_mask[0] != key:
-            self._float_mask = (key, self.mask.to(self.weight.dtype))
-        return self._float_mask[1]
+        c = self._float_mask
+        if (c is None or c[0] is not self.mask or c[1] != self.mask._version
+                or c[2].dtype != self.weight.dtype or c[2].device != self.weight.device):
+            self._float_mask = (self.mask, self.mask._version, self.mask.to(self.weight.dtype))
+        return self._float_mask[2]
 
     def effective_weight(self) -> torch.Tensor:
         """The weight with dormant connections zeroed (what the forward pass uses).
@@ -47,7 +48,7 @@ class _Masked(nn.Module):
         is replaced; then the mask is multiplied in again. Gradients of dormant weights are
         then non-zero, but ``enforce_mask`` after each optimizer step zeroes them again.
         """
-        if not self.track_dense_grad and self._clean == self._weight_key():
+        if not self.track_dense_grad and self._is_clean():
             return self.weight
         w = self.weight * self.float_mask()
         if self.track_dense_grad and w.requires_grad:
@@ -63,13 +64,15 @@ class _Masked(nn.Module):
         self.mask.copy_(check_mask(mask.to(self.mask.device), self.weight))
         self.enforce_mask()
 
-    def _weight_key(self) -> tuple:
-        return (id(self.weight), self.weight._version, id(self.mask), self.mask._version)
+    def _is_clean(self) -> bool:
+        c = self._clean  # tensors held and compared by identity: ids can be reused
+        return (c is not None and c[0] is self.weight and c[1] == self.weight._version
+                and c[2] is self.mask and c[3] == self.mask._version)
 
     @torch.no_grad()
     def enforce_mask(self) -> None:
         self.weight.mul_(self.float_mask())
-        self._clean = self._weight_key()
+        self._clean = (self.weight, self.weight._version, self.mask, self.mask._version)
 
     def num_active(self) -> int:
         return int(self.mask.sum())

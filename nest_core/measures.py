@@ -76,7 +76,9 @@ def _row(name: str, layer, p_in: torch.Tensor, act_pct: float) -> dict:
         flops_nz = 2 * _conv_pairs_flops(layer, p_in)
         p, q = p_in.shape[1] - layer.kernel_size + 1, p_in.shape[2] - layer.kernel_size + 1
         area = layer.area
-        conv_pct = 100.0 if area is None else float(area.float().mean() * 100)
+        live = layer.mask.any((2, 3)).T  # (M, N): pairs with an active kernel weight
+        conv_pct = (100.0 if area is None or not live.any()
+                    else float(area[live].float().mean() * 100))
         kind = "conv"
         shape = f"{layer.out_channels}x{layer.in_channels}x{layer.kernel_size}x{layer.kernel_size}"
         dense_positions = p * q

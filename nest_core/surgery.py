@@ -18,6 +18,7 @@ def _replace(layer: _Masked, weight: torch.Tensor, mask: torch.Tensor, bias) -> 
     if bias is not None:
         layer.bias = nn.Parameter(bias.contiguous())
     layer.dense_grad = None
+    layer._float_mask = layer._clean = None  # caches of the replaced tensors
 
 
 @torch.no_grad()

@@ -128,7 +128,7 @@ class Synthesis:
                 for event in grow_feature_maps(self.net, i, cfg.maps_per_step, few[0],
                                                cfg.map_candidates, cfg.density, cfg.alpha,
                                                self.generator):
-                    self.samples["growth"] += few[0][0].shape[0] * cfg.map_candidates
+                    self.samples["growth"] += few[0][0].shape[0] * (cfg.map_candidates + 1)
                     self._log("grow_maps", f"conv{i + 1}", added=event["added"], detail=(
                         f"loss drop chosen {event['chosen_drop']:.4g}, "
                         f"random {event['random_drop']:.4g}"))

@@ -140,3 +140,15 @@ def test_forward_masks_weights_changed_without_enforcement():
     layer.mask[0, 0] = True  # a mask change also leaves the fast path
     expected = expected + x[:, :1] @ layer.weight[:1, :1].T * torch.tensor([1.0, 0, 0])
     assert torch.allclose(layer(x), expected)
+
+
+def test_caches_survive_repeated_surgery_without_forward():
+    from nest_core.surgery import keep_units
+
+    for trial in range(50):  # freed tensors' ids get reused: caches must not trust ids
+        conv = MaskedConv2d(4, 5, 3)
+        conv.enforce_mask()
+        conv(torch.randn(1, 4, 6, 6))
+        keep_units(conv, 1, torch.tensor([0, 2]))
+        keep_units(conv, 0, torch.tensor([1, 3, 4]))
+        assert conv(torch.randn(1, 2, 6, 6)).shape == (1, 3, 4, 4), trial
