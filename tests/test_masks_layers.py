@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from nest_core.layers import MaskedConv2d, MaskedLinear, enforce_masks
 from nest_core.masks import check_mask, grow_mask, prune_mask, random_mask
 from nest_core.measures import count_params
-from nest_core.models import build_seed, lenet300, lenet5
+from nest_core.models import build_seed, lenet5, lenet300
 from nest_core.train import make_optimizer
 
 
