@@ -26,6 +26,7 @@ from explorer.analysis import (
     summary_table,
 )
 from explorer.findings import findings
+from explorer.methods_report import fig_error_vs_params, methods_table
 from explorer.paper import RESULTS as PAPER_RESULTS
 from explorer.paper import paper_rows
 from explorer.pareto import usable_trials
@@ -33,6 +34,7 @@ from explorer.schema import COMPLETED, FAILED, TRIAL_COLUMNS
 
 FIG6 = "fig6_growth_time_vs_size.png"
 FIG7 = "fig7_compression.png"
+FIG_METHODS = "methods_error_vs_params.png"
 FIG8 = "fig8_connections.png"
 REPORT = "report.md"
 MANIFEST_FIELDS = ("study", "budget", "search", "device", "git_sha", "created_at", "command")
@@ -198,6 +200,23 @@ def _fig8_trials(trials: pd.DataFrame, history: pd.DataFrame, rec: Recommendatio
     return [(t, label[t]) for t in chosen]
 
 
+def _section_methods(t: pd.DataFrame) -> list[str]:
+    """The methods table: each method's best error with its size, cost and samples."""
+    table = methods_table(t)
+    cols = list(table.columns)
+    lines = ["## Methods at equal budget", "", "| " + " | ".join(cols) + " |",
+             "|" + "---|" * len(cols)]
+    for row in table.itertuples(index=False):
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    return [*lines, ""]
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return "" if value != value else f"{value:.4g}"
+    return str(value)
+
+
 def write_report(
     results_dir: str | Path,
     *,
@@ -222,8 +241,13 @@ def write_report(
         figures.fig_compression(t, folder / FIG7),
         figures.fig_connections(h, chosen, folder / FIG8),
     ]
+    methods = t["method"].dropna().unique() if "method" in t else []
+    if len(methods) > 1:  # a methods study: NeST next to the pruning-only baselines
+        written.append(fig_error_vs_params(t, folder / FIG_METHODS))
     best = _best_per_model(t)
     lines = _section_header(res, folder)
+    if len(methods) > 1:
+        lines += _section_methods(t)
     lines += _section_comparison(t, best) + _section_layers(best) + _section_summary(t, rec)
     lines += ["## The paper's findings in this study's data", ""]
     lines += [f"{i}. {f.markdown()}" for i, f in enumerate(findings(t, time_col), start=1)]

@@ -148,3 +148,21 @@ def test_missing_directory_or_no_trials_exit_2(tmp_path: Path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main([str(tmp_path)]) == 2
     assert "no trials.parquet" in capsys.readouterr().err
+
+
+def test_methods_study_gets_a_methods_section(tmp_path: Path):
+    from explorer.report import write_report
+
+    rows = [dict(model="lenet300", method=m, ratio=r, seed=0, status="completed", error="",
+                 target_reached=True, test_error=0.015 + (m == "magnitude") * 0.001,
+                 val_error=0.014, final_params=int(10000 * r), final_flops=int(20000 * r),
+                 post_growth_params=int(50000 * r), growth_seconds=10 * r, growth_samples=1000,
+                 pruning_seconds=5.0, pruning_samples=500, config_id=f"{m}{r}",
+                 trial_id=f"{m}{r}")
+            for m in ("nest", "magnitude") for r in (0.4, 0.6, 1.0)]
+    pd.DataFrame(rows).to_parquet(tmp_path / "trials.parquet")
+    names = [p.name for p in write_report(tmp_path)]
+    assert "methods_error_vs_params.png" in names
+    text = (tmp_path / "report.md").read_text()
+    assert "## Methods at equal budget" in text
+    assert "| nest | 3 | 0.015 |" in text and "| magnitude | 3 | 0.016 |" in text
