@@ -159,18 +159,28 @@ class Synthesis:
         self._grow_once()
 
     def _pruning(self) -> None:
-        if (self.step >= self.budget.prune_steps
-                or self.prune_fraction < self.cfg.min_prune_fraction):
-            self.stage, self.step = "partial_area", 0
-            return
-        self.step += 1
-        good, before = copy.deepcopy(self.net), count_params(self.net)
+        self._prune_iteration(self._prune_step)
+
+    def _prune_step(self) -> None:
+        """Policy 4: magnitude pruning, then dead units, then retraining."""
         for name, n in magnitude_prune(self.net, self.prune_fraction).items():
             self._log("prune", name, removed=n)
         for name, cut in prune_dead_units(self.net, self.data.val.x,
                                           self.cfg.neuron_threshold).items():
             self._log("prune_neurons", name, removed=cut)
         self._train(self.budget.retrain_epochs, "pruning", lr_scale=0.5)
+
+    def _prune_iteration(self, prune: Callable[[], None]) -> None:
+        """One pruning iteration: ``prune()`` removes and retrains; when the validation error
+        then exceeds the reference the step is undone and ``prune_fraction`` halved. Ends at
+        the step budget or once the fraction falls below ``min_prune_fraction``."""
+        if (self.step >= self.budget.prune_steps
+                or self.prune_fraction < self.cfg.min_prune_fraction):
+            self.stage, self.step = "partial_area", 0
+            return
+        self.step += 1
+        good, before = copy.deepcopy(self.net), count_params(self.net)
+        prune()
         self._evaluate()
         self._log("retrain")
         if self.val_error > self.reference:  # retraining could not hold the error: roll back

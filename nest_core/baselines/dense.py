@@ -19,12 +19,8 @@ every baseline so that their result rows compare with NeST's:
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable
-
 from nest_core.config import SynthesisConfig
 from nest_core.data import ImageData
-from nest_core.measures import count_params
 from nest_core.models import build_seed, seed_architecture
 from nest_core.synthesize import Synthesis
 
@@ -58,24 +54,3 @@ class DenseStart(Synthesis):
 
     def _partial_area(self) -> None:
         self.stage, self.step = "final", 0  # Algorithm 2 is NeST's, not the baselines'
-
-    def _prune_iteration(self, prune: Callable[[], None]) -> None:
-        """One pruning iteration: ``prune()`` removes and retrains; when the validation error
-        then exceeds the reference the step is undone and ``prune_fraction`` halved (as in
-        ``Synthesis._pruning``). Ends at the step budget or the smallest fraction."""
-        if (self.step >= self.budget.prune_steps
-                or self.prune_fraction < self.cfg.min_prune_fraction):
-            self.stage, self.step = "final", 0
-            return
-        self.step += 1
-        good, before = copy.deepcopy(self.net), count_params(self.net)
-        prune()
-        self._evaluate()
-        self._log("retrain")
-        if self.val_error > self.reference:
-            detail = (f"fraction {self.prune_fraction:.3g} gave val error {self.val_error:.4f}"
-                      f" > {self.reference:.4f}; restored, fraction halved")
-            self.net = good
-            self._evaluate()
-            self._log("rollback", added=before - count_params(self.net), detail=detail)
-            self.prune_fraction /= 2
