@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from nest_core.models import Architecture, SeedNet
+from nest_core.prune import out_mask
 from nest_core.surgery import keep_batchnorm, keep_units
 
 
@@ -22,11 +23,7 @@ def _kept_units(net: SeedNet) -> list[torch.Tensor]:
     layers = [*net.convs, *net.fcs]
     kept = []
     for i, layer in enumerate(layers[:-1]):
-        nxt = layers[i + 1]
-        reads = nxt.mask
-        if len(net.convs) and layer is net.convs[-1]:
-            reads = nxt.mask.view(nxt.mask.shape[0], layer.weight.shape[0], -1)
-        has_out = reads.transpose(0, 1).flatten(1).any(1)
+        has_out = out_mask(net, i).transpose(0, 1).flatten(1).any(1)
         has_in = layer.mask.flatten(1).any(1)
         has_bias = layer.bias.detach() != 0 if layer.bias is not None else torch.zeros_like(has_in)
         keep = has_out & (has_in | has_bias | net.batch_norm)

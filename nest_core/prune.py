@@ -90,29 +90,44 @@ def prune_dead_units(net: SeedNet, x_val: torch.Tensor, threshold: float) -> dic
 def _prune_dead_units_once(net: SeedNet, x_val: torch.Tensor, threshold: float) -> dict:
     net.eval()
     acts = mean_abs_activations(net, x_val)
-    layers = [*net.convs, *net.fcs]
     cut = {}
     for i, (name, layer, _) in enumerate(layer_bns(net)[:-1]):
-        nxt = layers[i + 1]
         has_in = layer.mask.flatten(1).any(1)  # (units,)
-        out_mask = nxt.mask
-        if len(net.convs) and layer is net.convs[-1]:  # flattened maps feed fc1
-            out_mask = nxt.mask.view(nxt.mask.shape[0], layer.out_channels, -1)
-        has_out = out_mask.transpose(0, 1).flatten(1).any(1)
+        has_out = out_mask(net, i).transpose(0, 1).flatten(1).any(1)
         alive = has_in & has_out
         dead = (alive & (acts[i] <= threshold)) | (has_in & ~has_out) | (~has_in & has_out)
         if not dead.any():
             continue
-        if not net.batch_norm and layer.bias is not None and nxt is not None:
+        if not net.batch_norm and layer.bias is not None:
             _fold_constant_units(net, i, dead & ~has_in)
-        layer.mask[dead] = False
-        if layer.bias is not None:
-            layer.bias[dead] = 0.0
-        out_mask.transpose(0, 1)[dead] = False
-        layer.enforce_mask()
-        nxt.enforce_mask()
+        cut_units(net, i, dead)
         cut[name] = int(dead.sum())
     return cut
+
+
+def out_mask(net: SeedNet, i: int) -> torch.Tensor:
+    """The mask of the layer reading hidden layer ``i``, viewed as (out, units of i, ...)."""
+    layers = [*net.convs, *net.fcs]
+    mask = layers[i + 1].mask
+    if len(net.convs) and layers[i] is net.convs[-1]:  # flattened maps feed fc1
+        return mask.view(mask.shape[0], layers[i].out_channels, -1)
+    return mask
+
+
+@torch.no_grad()
+def cut_units(net: SeedNet, i: int, units: torch.Tensor) -> int:
+    """Remove units (bool (units,)) of hidden layer ``i``: their input rows, biases and
+    output columns; returns the connections removed."""
+    layers = [*net.convs, *net.fcs]
+    layer, nxt, out = layers[i], layers[i + 1], out_mask(net, i)
+    before = layer.num_active() + nxt.num_active()
+    layer.mask[units] = False
+    if layer.bias is not None:
+        layer.bias[units] = 0.0
+    out.transpose(0, 1)[units] = False
+    layer.enforce_mask()
+    nxt.enforce_mask()
+    return before - layer.num_active() - nxt.num_active()
 
 
 def _fold_constant_units(net: SeedNet, i: int, units: torch.Tensor) -> None:

@@ -16,6 +16,9 @@ from __future__ import annotations
 import torch
 
 from nest_core.models import SeedNet
+from nest_core.prune import cut_units, out_mask
+
+__all__ = ["alive_units", "apoz", "cut_units", "highest", "layer_apoz"]
 
 
 def apoz(activations: torch.Tensor) -> torch.Tensor:
@@ -40,36 +43,12 @@ def layer_apoz(net: SeedNet, x: torch.Tensor, batch_size: int = 2000) -> list[to
     return [s / x.shape[0] for s in sums or []]
 
 
-def _out_mask(net: SeedNet, i: int) -> torch.Tensor:
-    """The next layer's mask viewed as (out, units of layer i, ...)."""
-    layers = [*net.convs, *net.fcs]
-    mask = layers[i + 1].mask
-    if net.convs and layers[i] is net.convs[-1]:  # flattened maps feed fc1
-        return mask.view(mask.shape[0], layers[i].out_channels, -1)
-    return mask
-
-
 def alive_units(net: SeedNet, i: int) -> torch.Tensor:
     """Bool (units,): units of hidden layer ``i`` with an input and an output connection."""
     layer = [*net.convs, *net.fcs][i]
     has_in = layer.mask.flatten(1).any(1)
-    has_out = _out_mask(net, i).transpose(0, 1).flatten(1).any(1)
+    has_out = out_mask(net, i).transpose(0, 1).flatten(1).any(1)
     return has_in & has_out
-
-
-@torch.no_grad()
-def cut_units(net: SeedNet, i: int, units: torch.Tensor) -> int:
-    """Remove units (bool (units,)) of hidden layer ``i``; returns connections removed."""
-    layers = [*net.convs, *net.fcs]
-    layer, nxt, out = layers[i], layers[i + 1], _out_mask(net, i)
-    before = layer.num_active() + nxt.num_active()
-    layer.mask[units] = False
-    if layer.bias is not None:
-        layer.bias[units] = 0.0
-    out.transpose(0, 1)[units] = False
-    layer.enforce_mask()
-    nxt.enforce_mask()
-    return before - layer.num_active() - nxt.num_active()
 
 
 def highest(scores: torch.Tensor, alive: torch.Tensor, fraction: float) -> torch.Tensor:
