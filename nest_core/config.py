@@ -69,6 +69,7 @@ class SynthesisConfig:
     budget_spec: Budget = field(default_factory=Budget)
     target_error: float = -1.0  # validation error the growth phase aims at; < 0: model default
     dataset: str = "mnist"
+    image_size: int = 0  # images resized to image_size x image_size; 0: the dataset's own
     batch_norm: bool = False
     distortion: bool = True  # affine-distorted training images, as in the paper
     optimizer: str = "adam"
@@ -115,6 +116,8 @@ class SynthesisConfig:
                 _bad(name, getattr(self, name), "in (0, 1]" if name != "lr" else "in (0, 10]")
         if not 0 < self.area_gamma < 1:
             _bad("area_gamma", self.area_gamma, "0 < area_gamma < 1")
+        if self.image_size < 0:
+            _bad("image_size", self.image_size, ">= 0 (0: the dataset's own size)")
         for name in ("batch_size", "grad_samples", "neuron_grad_samples", "map_candidates"):
             if getattr(self, name) < 1:
                 _bad(name, getattr(self, name), ">= 1")
