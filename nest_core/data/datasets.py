@@ -11,11 +11,16 @@ import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 
 from nest_core.data.augment import AffineDistortion
 from nest_core.data.idx import read_idx_pair
+
+if TYPE_CHECKING:
+    from nest_core.data.folder import FolderData
 
 DEFAULT_ROOT = "./data"
 VAL_SIZE = 5000
@@ -63,14 +68,42 @@ class ImageData:
         split: str = "train",
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One shuffled epoch of minibatches; the generator lives on the CPU."""
-        data: Split = getattr(self, split)
-        order = torch.randperm(len(data), generator=generator).to(data.x.device)
-        for start in range(0, len(data), batch_size):
-            idx = order[start : start + batch_size]
-            x = data.x.index_select(0, idx)  # (B, C, H, W)
-            if distortion is not None:
-                x = distortion(x, generator)
-            yield x, data.y.index_select(0, idx)
+        return split_batches(getattr(self, split), batch_size, generator, distortion)
+
+
+def split_batches(
+    data: Split,
+    batch_size: int,
+    generator: torch.Generator,
+    distortion: AffineDistortion | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One shuffled epoch of minibatches of an in-memory split, optionally distorted."""
+    order = torch.randperm(len(data), generator=generator).to(data.x.device)
+    for start in range(0, len(data), batch_size):
+        idx = order[start : start + batch_size]
+        x = data.x.index_select(0, idx)  # (B, C, H, W)
+        if distortion is not None:
+            x = distortion(x, generator)
+        yield x, data.y.index_select(0, idx)
+
+
+def resize_images(x: torch.Tensor, image_size: int, chunk: int = 4096) -> torch.Tensor:
+    """Bilinear (antialiased when shrinking) resize of (N, C, H, W) images to image_size^2.
+
+    ``image_size`` 0 or equal to the current size returns ``x`` unchanged.
+    >>> resize_images(torch.zeros(2, 1, 28, 28), 32).shape
+    torch.Size([2, 1, 32, 32])
+    """
+    if image_size < 0:
+        raise ValueError(f"image_size={image_size} is out of range: allowed >= 0")
+    if image_size == 0 or tuple(x.shape[2:]) == (image_size, image_size):
+        return x
+    shrink = image_size < max(x.shape[2:])
+    return torch.cat([
+        F.interpolate(part, size=(image_size, image_size), mode="bilinear",
+                      align_corners=False, antialias=shrink)
+        for part in x.split(chunk)
+    ])
 
 
 def resolve_root(root: str | Path | None = None) -> Path:
@@ -136,9 +169,9 @@ def _load_idx_folder(folder: str, root: Path, download: bool) -> dict[str, tuple
     }
 
 
-def _to_split(x: torch.Tensor, y: torch.Tensor, device: torch.device) -> Split:
+def _to_split(x: torch.Tensor, y: torch.Tensor, device: torch.device, image_size: int) -> Split:
     x = x.to(device=device, dtype=torch.float32).div_(255.0).unsqueeze(1)  # (N, 1, H, W)
-    return Split(x, y.to(device=device, dtype=torch.int64))
+    return Split(resize_images(x, image_size), y.to(device=device, dtype=torch.int64))
 
 
 def load_idx_dataset(
@@ -148,11 +181,15 @@ def load_idx_dataset(
     download: bool = True,
     val_size: int = VAL_SIZE,
     train_limit: int | None = None,
+    image_size: int = 0,
 ) -> ImageData:
     """Load an MNIST-layout dataset (``<root>/<folder>/raw/*-ubyte``) onto ``device``.
 
-    ``train_limit`` keeps only the first n training samples after the split (smoke runs).
+    ``train_limit`` keeps only the first n training samples after the split (smoke runs);
+    ``image_size`` > 0 resizes every image to image_size x image_size (0: 28 x 28).
     """
+    if image_size < 0:
+        raise ValueError(f"image_size={image_size} is out of range: allowed >= 0")
     root, device = resolve_root(root), resolve_device(device)
     arrays = _load_idx_folder(folder, root, download)
     x, y = arrays["train"]
@@ -164,22 +201,31 @@ def load_idx_dataset(
         train_idx = train_idx[:train_limit]
     return ImageData(
         name=folder.lower(),
-        train=_to_split(x[train_idx], y[train_idx], device),
-        val=_to_split(x[val_idx], y[val_idx], device),
-        test=_to_split(*arrays["test"], device),
+        train=_to_split(x[train_idx], y[train_idx], device, image_size),
+        val=_to_split(x[val_idx], y[val_idx], device, image_size),
+        test=_to_split(*arrays["test"], device, image_size),
         num_classes=10,
     )
 
 
-Loader = Callable[..., ImageData]
+Loader = Callable[..., "ImageData | FolderData"]
+# name -> loader(root=, device=, train_limit=, image_size=, download=, **dataset options);
+# synthetic.py and folder.py add "synthetic" and "imagefolder" when nest_core.data is imported
 DATASETS: dict[str, Loader] = {
     "mnist": lambda **kw: load_idx_dataset("MNIST", **kw),
     "fashion_mnist": lambda **kw: load_idx_dataset("FashionMNIST", **kw),
 }
 
 
-def load_dataset(name: str, **kwargs) -> ImageData:
-    """Load a registered dataset by name, e.g. ``load_dataset("mnist", root="../shared/data")``."""
+def load_dataset(name: str, image_size: int = 0, **kwargs) -> ImageData | FolderData:
+    """Load a registered dataset by name; ``image_size`` > 0 resizes images to that square.
+
+    >>> data = load_dataset("mnist", root="../shared/data", image_size=32)  # doctest: +SKIP
+    >>> data.image_shape  # doctest: +SKIP
+    (1, 32, 32)
+    """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
-    return DATASETS[name](**kwargs)
+    if image_size < 0:
+        raise ValueError(f"image_size={image_size} is out of range: allowed >= 0 (0: own size)")
+    return DATASETS[name](image_size=image_size, **kwargs)
