@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from nest_core.config import BUDGETS, METHODS, SynthesisConfig
-from nest_core.data import DataNotFoundError, load_dataset, resolve_device
+from nest_core.data import DATASETS, DataNotFoundError, load_dataset, resolve_device
 from nest_core.export import save_compact
 from nest_core.measures import format_table
 from nest_core.methods import make_synthesis
@@ -49,8 +49,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="pruning holds validation error <= target + this")
     p.add_argument("--growth-patience", type=int, default=3,
                    help="growth stops after this many steps without a better error (0: off)")
-    p.add_argument("--dataset", default="mnist")
-    p.add_argument("--data-dir", default=None, help="folder holding MNIST/raw (or NEST_DATA)")
+    p.add_argument("--dataset", default="mnist",
+                   help=f"one of {', '.join(sorted(DATASETS))} (default: mnist)")
+    p.add_argument("--data-dir", default=None,
+                   help="folder holding MNIST/raw (or NEST_DATA); for imagefolder, the folder "
+                        "holding train/<class>/ (and optionally val/, test/)")
+    p.add_argument("--image-size", type=int, default=0,
+                   help="resize images to N x N (>= 0; 0: the dataset's own size, 64 for "
+                        "imagefolder)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--out", required=True, help="output folder")
@@ -79,13 +85,13 @@ def main(argv: list[str] | None = None) -> int:
             model=args.model, ratio=args.ratio, density=args.density, alpha=args.alpha,
             beta=args.beta, method=args.method, target_error=args.target_error,
             budget=args.budget, batch_norm=args.batch_norm, distortion=args.distortion,
-            dataset=args.dataset, seed=args.seed, area_gamma=args.area_gamma,
-            distill=args.distill, optimizer=args.optimizer, lr=args.lr,
+            dataset=args.dataset, image_size=args.image_size, seed=args.seed,
+            area_gamma=args.area_gamma, distill=args.distill, optimizer=args.optimizer, lr=args.lr,
             prune_tolerance=args.prune_tolerance, growth_patience=args.growth_patience,
             **_budget_override(args))
         device = resolve_device(args.device)
         data = load_dataset(cfg.dataset, root=args.data_dir, device=device,
-                            train_limit=cfg.budget_spec.train_limit)
+                            train_limit=cfg.budget_spec.train_limit, image_size=cfg.image_size)
     except (ValueError, DataNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
