@@ -26,8 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from nest_core.layers import MaskedConv2d, _Masked
-from nest_core.models import SeedNet
+from nest_core.models import Net
 from nest_core.surgery import append_batchnorm, append_inputs, append_outputs
+from nest_core.units import UnitGroup
 
 
 @dataclass(frozen=True)
@@ -40,19 +41,14 @@ class MapCandidate:
     mask_out: torch.Tensor
 
 
-def next_layer(net: SeedNet, layer: int) -> _Masked:
-    """The masked layer reading the maps of ``convs[layer]`` (the next conv or fcs[0])."""
-    return net.convs[layer + 1] if layer + 1 < len(net.convs) else net.fcs[0]
-
-
-def _out_block_shape(net: SeedNet, layer: int) -> tuple[int, ...]:
-    nxt = next_layer(net, layer)
+def _out_block_shape(group: UnitGroup) -> tuple[int, ...]:
+    nxt = group.reader
     if isinstance(nxt, MaskedConv2d):
         return (nxt.out_channels, 1, nxt.kernel_size, nxt.kernel_size)
-    hw = net.feature_hw[0] * net.feature_hw[1]
-    if nxt.in_features != net.convs[layer].out_channels * hw:
-        raise ValueError(f"fc1 reads {nxt.in_features} inputs, not maps x {hw} positions")
-    return (nxt.out_features, hw)
+    if nxt.in_features != group.size * group.span:
+        raise ValueError(f"{group.name}: its reader takes {nxt.in_features} inputs, not "
+                         f"maps x {group.span} positions")
+    return (nxt.out_features, group.span)
 
 
 def _sparse_mask(shape: tuple[int, ...], density: float, gen: torch.Generator) -> torch.Tensor:
@@ -72,26 +68,27 @@ def _birth_weights(mask: torch.Tensor, layer: _Masked, alpha: float,
     return w * (alpha * ref / w.abs()[mask].mean())
 
 
-def draw_candidate(net: SeedNet, layer: int, density: float, alpha: float,
+def draw_candidate(group: UnitGroup, density: float, alpha: float,
                    generator: torch.Generator) -> MapCandidate:
-    """One random candidate kernel set for a new output map of ``convs[layer]``."""
-    conv = net.convs[layer]
+    """One random candidate kernel set for a new output map of ``group.layer``."""
+    conv = group.layer
     m, k = conv.in_channels, conv.kernel_size
     mask_in = _sparse_mask((1, m, k, k), density, generator)
-    mask_out = _sparse_mask(_out_block_shape(net, layer), density, generator)
+    mask_out = _sparse_mask(_out_block_shape(group), density, generator)
     return MapCandidate(
         w_in=_birth_weights(mask_in, conv, alpha, generator), mask_in=mask_in,
-        w_out=_birth_weights(mask_out, next_layer(net, layer), alpha, generator),
+        w_out=_birth_weights(mask_out, group.reader, alpha, generator),
         mask_out=mask_out)
 
 
 @torch.no_grad()
-def append_empty_map(net: SeedNet, layer: int) -> None:
-    """Append one output map with no connections to ``convs[layer]`` (and its readers)."""
-    conv, nxt, out_shape = net.convs[layer], next_layer(net, layer), _out_block_shape(net, layer)
+def append_empty_map(group: UnitGroup) -> None:
+    """Append one output map with no connections to ``group.layer`` (and its reader)."""
+    conv, nxt, out_shape = group.layer, group.reader, _out_block_shape(group)
     append_outputs(conv, torch.zeros(1, conv.in_channels, conv.kernel_size, conv.kernel_size))
     append_inputs(nxt, torch.zeros(out_shape))
-    append_batchnorm(net.conv_bns[layer], 1)
+    if group.bn is not None:
+        append_batchnorm(group.bn, 1)
     if conv.area is not None:  # (M, N, P, Q): a new all-True column for the new map
         conv.set_area(torch.cat([conv.area, torch.ones_like(conv.area[:, :1])], 1))
     if isinstance(nxt, MaskedConv2d) and nxt.area is not None:  # a new all-True row
@@ -99,9 +96,9 @@ def append_empty_map(net: SeedNet, layer: int) -> None:
 
 
 @torch.no_grad()
-def install_map(net: SeedNet, layer: int, cand: MapCandidate) -> None:
-    """Write ``cand`` into the last (appended) map of ``convs[layer]``."""
-    conv, nxt = net.convs[layer], next_layer(net, layer)
+def install_map(group: UnitGroup, cand: MapCandidate) -> None:
+    """Write ``cand`` into the last (appended) map of ``group.layer``."""
+    conv, nxt = group.layer, group.reader
     conv.weight[-1:] = cand.w_in.to(conv.weight)
     conv.mask[-1:] = cand.mask_in.to(conv.mask.device)
     conv.bias[-1] = 0.0
@@ -111,7 +108,7 @@ def install_map(net: SeedNet, layer: int, cand: MapCandidate) -> None:
 
 
 @torch.no_grad()
-def batch_loss(net: SeedNet, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
+def batch_loss(net: Net, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
     """Mean cross-entropy of ``net`` on ``batch`` (eval mode, no grad)."""
     was_training = net.training
     net.eval()
@@ -121,8 +118,8 @@ def batch_loss(net: SeedNet, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
 
 
 def grow_feature_maps(
-    net: SeedNet,
-    layer: int,
+    net: Net,
+    layer: int | UnitGroup,
     count: int,
     batch: tuple[torch.Tensor, torch.Tensor],
     candidates: int,
@@ -130,22 +127,26 @@ def grow_feature_maps(
     alpha: float,
     generator: torch.Generator,
 ) -> list[dict]:
-    """Add ``count`` maps to ``convs[layer]``, each the best of ``candidates`` random kernel
-    sets on ``batch``; per map {"added": 1, "chosen_drop", "random_drop"} (loss drops)."""
+    """Add ``count`` maps to conv unit group ``layer`` (an index into ``net.unit_groups()``
+    or the group), each the best of ``candidates`` random kernel sets on ``batch``; per map
+    {"added": 1, "chosen_drop", "random_drop"} (loss drops)."""
     if candidates < 1:
         raise ValueError(f"candidates must be >= 1, got {candidates}")
+    group = net.unit_groups()[layer] if isinstance(layer, int) else layer
+    if not group.is_conv:
+        raise ValueError(f"{group.name} is not a conv layer: grow neurons there instead")
     events = []
     for _ in range(count):
         before = batch_loss(net, batch)
-        drawn = [draw_candidate(net, layer, density, alpha, generator)
+        drawn = [draw_candidate(group, density, alpha, generator)
                  for _ in range(candidates)]  # all drawn against the same existing weights
-        append_empty_map(net, layer)
+        append_empty_map(group)
         losses = []
         for cand in drawn:
-            install_map(net, layer, cand)
+            install_map(group, cand)
             losses.append(batch_loss(net, batch))
         best = min(range(candidates), key=losses.__getitem__)
-        install_map(net, layer, drawn[best])
+        install_map(group, drawn[best])
         events.append({"added": 1, "chosen_drop": before - losses[best],
                        "random_drop": before - losses[0]})
     return events

@@ -13,6 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from nest_core.masks import check_mask
 
@@ -112,16 +113,18 @@ class MaskedLinear(_Masked):
 
 
 class MaskedConv2d(_Masked):
-    """``nn.Conv2d`` (stride 1, no padding) with a per-kernel-weight connection mask.
+    """``nn.Conv2d`` (square kernel, stride, zero padding) with a per-weight connection mask.
 
     ``area`` is an optional bool buffer (in, out, P, Q) for partial-area convolution
     (Algorithm 2): output position (p, q) of the pair (input map m, output map n) is
     computed only where ``area[m, n, p, q]`` is set.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
+                 stride: int = 1, padding: int = 0) -> None:
         super().__init__()
         self._init_masked((out_channels, in_channels, kernel_size, kernel_size), True)
+        self.stride, self.padding = int(stride), int(padding)
         self.register_buffer("area", None)
 
     @property
@@ -135,6 +138,11 @@ class MaskedConv2d(_Masked):
     @property
     def kernel_size(self) -> int:
         return self.weight.shape[2]
+
+    def output_hw(self, h: int, w: int) -> tuple[int, int]:
+        """Output positions (P, Q) for an (h, w) input."""
+        k, s, p = self.kernel_size, self.stride, self.padding
+        return (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
 
     def set_area(self, area: torch.Tensor | None) -> None:
         """Install (or with None remove) the partial-area mask (in, out, P, Q)."""
@@ -150,27 +158,51 @@ class MaskedConv2d(_Masked):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.effective_weight()  # (N, M, k, k)
         if self.area is None:
-            return F.conv2d(x, w, self.bias)
-        return _partial_area_conv(x, w, self.bias, self.area)
+            return F.conv2d(x, w, self.bias, self.stride, self.padding)
+        return _partial_area_conv(x, w, self.bias, self.area, self.stride, self.padding)
 
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels} -> {self.out_channels}, k={self.kernel_size}, "
-            f"active={self.num_active()}"
+            f"s={self.stride}, p={self.padding}, active={self.num_active()}"
         )
 
 
-def _partial_area_conv(
-    x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, area: torch.Tensor
-) -> torch.Tensor:
-    """y[n] = bias[n] + sum_m area[m, n] * conv(x[m], w[n, m]) (Algorithm 2's forward)."""
+PAIR_CHUNK = 2**24  # elements of the (B, m, N, P, Q) per-pair tensor materialised at once
+
+
+def _pairs(x: torch.Tensor, w: torch.Tensor, area: torch.Tensor, stride: int,
+           padding: int) -> torch.Tensor:
+    """sum_m area[m, n] * conv(x[m], w[n, m]) over the input maps of ``x`` (B, m, H, W)."""
     b, m = x.shape[:2]
     n, k = w.shape[0], w.shape[2]
     # One group per input map: each input map convolved with all N kernels reading it.
-    per_pair = w.transpose(0, 1).reshape(m * n, 1, k, k)  # (M*N, 1, k, k)
-    y = F.conv2d(x, per_pair, groups=m)  # (B, M*N, P, Q)
-    y = y.view(b, m, n, *y.shape[2:]) * area  # (B, M, N, P, Q)
-    y = y.sum(1)  # (B, N, P, Q)
+    per_pair = w.transpose(0, 1).reshape(m * n, 1, k, k)  # (m*N, 1, k, k)
+    y = F.conv2d(x, per_pair, None, stride, padding, groups=m)  # (B, m*N, P, Q)
+    return (y.view(b, m, n, *y.shape[2:]) * area).sum(1)  # (B, N, P, Q)
+
+
+def _partial_area_conv(
+    x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, area: torch.Tensor,
+    stride: int = 1, padding: int = 0,
+) -> torch.Tensor:
+    """y[n] = bias[n] + sum_m area[m, n] * conv(x[m], w[n, m]) (Algorithm 2's forward).
+
+    The per-pair tensor (B, M, N, P, Q) is built over chunks of input maps; on wide layers
+    each chunk is recomputed in the backward pass (activation checkpointing) so training
+    memory stays near that of one chunk."""
+    b, m = x.shape[:2]
+    per_map = b * w.shape[0] * area.shape[2] * area.shape[3]
+    step = max(1, PAIR_CHUNK // max(per_map, 1))
+    if step >= m:
+        y = _pairs(x, w, area, stride, padding)
+    else:
+        y = None
+        for s in range(0, m, step):
+            args = (x[:, s : s + step], w[:, s : s + step], area[s : s + step], stride, padding)
+            part = (checkpoint(_pairs, *args, use_reentrant=False) if torch.is_grad_enabled()
+                    else _pairs(*args))
+            y = part if y is None else y + part
     return y if bias is None else y + bias.view(1, -1, 1, 1)
 
 

@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 
 from nest_core.layers import MaskedConv2d, _partial_area_conv, masked_layers
-from nest_core.models import SeedNet
 from nest_core.prune import layer_bns
 
 
@@ -22,26 +21,30 @@ def count_params(net: torch.nn.Module) -> int:
     return sum(layer.num_active() for _, layer in masked_layers(net))
 
 
-def count_biases(net: SeedNet) -> int:
+def count_biases(net: torch.nn.Module) -> int:
     """Biases of units that still have an input connection."""
     return sum(int(layer.mask.flatten(1).any(1).sum()) for _, layer, _ in layer_bns(net))
 
 
-def _conv_pairs_flops(layer: MaskedConv2d, inputs: torch.Tensor) -> float:
+def _conv_pairs_flops(layer: MaskedConv2d, inputs: torch.Tensor, padded: float) -> float:
     """Sum over output positions of active MACs, with ``inputs`` (M, H, W) the weight of
-    each input position (1 for all, P(x != 0) to skip zero inputs)."""
+    each input position (1 for all, P(x != 0) to skip zero inputs) and ``padded`` that of
+    the zero padding (1: counted like PyTorch's FLOP counter, 0: skipped as zero input)."""
     kernels = layer.mask.to(inputs.dtype)  # (N, M, k, k)
+    pad = layer.padding
+    x = F.pad(inputs[None], (pad, pad, pad, pad), value=padded)
     if layer.area is None:
-        return float(F.conv2d(inputs[None], kernels).sum())
-    return float(_partial_area_conv(inputs[None], kernels, None, layer.area).sum())
+        return float(F.conv2d(x, kernels, None, layer.stride).sum())
+    return float(_partial_area_conv(x, kernels, None, layer.area, layer.stride).sum())
 
 
 @torch.no_grad()
-def layer_table(net: SeedNet, x: torch.Tensor, batch_size: int = 2000) -> list[dict]:
+def layer_table(net: torch.nn.Module, x: torch.Tensor, batch_size: int = 2000) -> list[dict]:
     """Per-layer rows (name, kind, weights, possible, conv_pct, act_pct, in_act_pct, flops,
     flops_nonzero), with activity measured on images ``x`` (the test set, by convention)."""
     net.eval()
     layers = layer_bns(net)
+    producers = {id(g.layer): k for k, g in enumerate(net.unit_groups())}  # -> hidden[k]
     in_nz = [None] * len(layers)  # P(input != 0) per input position, summed then averaged
     out_nz = [None] * len(layers)
     captured: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -55,7 +58,8 @@ def layer_table(net: SeedNet, x: torch.Tensor, batch_size: int = 2000) -> list[d
             for k in range(len(layers)):
                 inp = captured[k][0]
                 s_in = (inp != 0).float().sum(0)
-                s_out = (hidden[k] != 0).float().sum(0) if k < len(hidden) else None
+                h = producers.get(id(layers[k][1]))
+                s_out = None if h is None else (hidden[h] != 0).float().sum(0)
                 in_nz[k] = s_in if in_nz[k] is None else in_nz[k] + s_in
                 if s_out is not None:
                     out_nz[k] = s_out if out_nz[k] is None else out_nz[k] + s_out
@@ -72,9 +76,9 @@ def layer_table(net: SeedNet, x: torch.Tensor, batch_size: int = 2000) -> list[d
 
 def _row(name: str, layer, p_in: torch.Tensor, act_pct: float) -> dict:
     if isinstance(layer, MaskedConv2d):
-        flops = 2 * _conv_pairs_flops(layer, torch.ones_like(p_in))
-        flops_nz = 2 * _conv_pairs_flops(layer, p_in)
-        p, q = p_in.shape[1] - layer.kernel_size + 1, p_in.shape[2] - layer.kernel_size + 1
+        flops = 2 * _conv_pairs_flops(layer, torch.ones_like(p_in), 1.0)
+        flops_nz = 2 * _conv_pairs_flops(layer, p_in, 0.0)
+        p, q = layer.output_hw(p_in.shape[1], p_in.shape[2])
         area = layer.area
         live = layer.mask.any((2, 3)).T  # (M, N): pairs with an active kernel weight
         conv_pct = (100.0 if area is None or not live.any()
@@ -112,19 +116,35 @@ def totals(rows: list[dict]) -> dict:
     }
 
 
-def dense_cost(net: SeedNet) -> tuple[int, int]:
-    """(weights, FLOPs) of ``net``'s architecture with every connection active."""
-    h, w = net.input_shape[1:]
+@torch.no_grad()
+def dense_cost(net: torch.nn.Module) -> tuple[int, int]:
+    """(weights, FLOPs) of ``net``'s architecture with every connection active: 2 x MACs per
+    output position of each conv (PyTorch's FLOP counter convention) and per fc weight."""
+    sizes: dict[int, tuple[int, int]] = {}
+    layers = [layer for _, layer, _ in layer_bns(net)]
+    hooks = [layer.register_forward_hook(
+        lambda m, i, o, k=k: sizes.__setitem__(k, tuple(o.shape[2:]))) for k, layer in
+        enumerate(layers) if isinstance(layer, MaskedConv2d)]
+    try:
+        net(torch.zeros(1, *net.input_shape, device=layers[0].weight.device))
+    finally:
+        for h in hooks:
+            h.remove()
     params = flops = 0
-    for conv in net.convs:
-        h, w = h - conv.kernel_size + 1, w - conv.kernel_size + 1
-        params += conv.weight.numel()
-        flops += 2 * conv.weight.numel() * h * w
-        h, w = h // 2, w // 2
-    for fc in net.fcs:
-        params += fc.weight.numel()
-        flops += 2 * fc.weight.numel()
+    for k, layer in enumerate(layers):
+        positions = sizes[k][0] * sizes[k][1] if k in sizes else 1
+        params += layer.weight.numel()
+        flops += 2 * layer.weight.numel() * positions
     return params, flops
+
+
+def dense_reference_cost(arch) -> tuple[int, int]:
+    """``dense_cost`` of an architecture, built on the meta device (no memory used)."""
+    from nest_core.models import build_net
+
+    with torch.device("meta"):
+        net = build_net(arch).eval()
+    return dense_cost(net)
 
 
 def format_table(rows: list[dict], dense: tuple[int, int] | None = None) -> str:

@@ -18,30 +18,41 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from nest_core.layers import MaskedConv2d
+from nest_core.layers import PAIR_CHUNK, MaskedConv2d
 from nest_core.masks import prune_mask
-from nest_core.models import SeedNet
+from nest_core.models import Net
 
 
 @torch.no_grad()
-def layer_input(net: SeedNet, index: int, x: torch.Tensor) -> torch.Tensor:
-    """The input (B, M, H, W) of ``net.convs[index]`` on images ``x`` (eval mode)."""
-    for conv, bn in zip(net.convs[:index], net.conv_bns[:index]):
-        x = F.max_pool2d(F.relu(bn(conv(x))), 2)
-    return x
+def layer_input(net: Net, conv: MaskedConv2d, x: torch.Tensor) -> torch.Tensor:
+    """The input (B, M, H, W) of ``conv`` (a layer of ``net``) on images ``x`` (eval mode)."""
+    captured = []
+    hook = conv.register_forward_pre_hook(lambda m, inp: captured.append(inp[0]))
+    try:
+        net(x)
+    finally:
+        hook.remove()
+    return captured[0]
 
 
 @torch.no_grad()
-def contributions(conv: MaskedConv2d, x: torch.Tensor, chunk: int = 250) -> torch.Tensor:
-    """C (M, N, P, Q): mean over images of |conv(x_m, w_{n,m})| per pair and position."""
+def contributions(conv: MaskedConv2d, x: torch.Tensor) -> torch.Tensor:
+    """C (M, N, P, Q): mean over images of |conv(x_m, w_{n,m})| per pair and position,
+    computed over chunks of input maps and images of at most ``PAIR_CHUNK`` elements."""
     w = conv.weight * conv.mask  # (N, M, k, k)
     n, m, k = w.shape[0], w.shape[1], w.shape[2]
-    per_pair = w.transpose(0, 1).reshape(m * n, 1, k, k)  # (M*N, 1, k, k), as in the forward
-    total = None
-    for start in range(0, x.shape[0], chunk):
-        y = F.conv2d(x[start : start + chunk], per_pair, groups=m).abs().sum(0)  # (M*N, P, Q)
-        total = y if total is None else total + y
-    return (total / x.shape[0]).view(m, n, *total.shape[1:])
+    p, q = conv.output_hw(x.shape[2], x.shape[3])
+    maps = max(1, min(m, PAIR_CHUNK // (n * p * q)))
+    images = max(1, PAIR_CHUNK // (maps * n * p * q))
+    total = torch.zeros(m, n, p, q, device=w.device)
+    for s in range(0, m, maps):
+        e = min(m, s + maps)
+        per_pair = w[:, s:e].transpose(0, 1).reshape((e - s) * n, 1, k, k)  # as in forward
+        for start in range(0, x.shape[0], images):
+            y = F.conv2d(x[start : start + images, s:e], per_pair, None, conv.stride,
+                         conv.padding, groups=e - s)  # (b, (e-s)*N, P, Q)
+            total[s:e] += y.abs().sum(0).view(e - s, n, p, q)
+    return total / x.shape[0]
 
 
 @torch.no_grad()
@@ -59,7 +70,7 @@ def mask_lowest(area: torch.Tensor, contrib: torch.Tensor, live: torch.Tensor,
 
 
 @torch.no_grad()
-def partial_area_step(net: SeedNet, x: torch.Tensor, gamma: float) -> dict[str, int]:
+def partial_area_step(net: Net, x: torch.Tensor, gamma: float) -> dict[str, int]:
     """One iteration of Algorithm 2 on every conv layer of ``net`` with images ``x``;
     returns the area positions newly masked per layer ("conv1", ...)."""
     if not 0 < gamma < 1:
@@ -67,15 +78,17 @@ def partial_area_step(net: SeedNet, x: torch.Tensor, gamma: float) -> dict[str, 
     was_training = net.training
     net.eval()
     masked = {}
-    for i, conv in enumerate(net.convs):
-        inp = layer_input(net, i, x)  # with the areas already updated upstream
+    for name, conv, _ in net.layer_bns():
+        if not isinstance(conv, MaskedConv2d):
+            continue
+        inp = layer_input(net, conv, x)  # with the areas already updated upstream
         if conv.area is None:
-            p, q = inp.shape[2] - conv.kernel_size + 1, inp.shape[3] - conv.kernel_size + 1
+            p, q = conv.output_hw(inp.shape[2], inp.shape[3])
             conv.set_area(torch.ones(conv.in_channels, conv.out_channels, p, q,
                                      dtype=torch.bool, device=conv.weight.device))
         live = conv.mask.any(dim=(2, 3)).T  # (M, N): the pair's kernel has an active weight
         new = mask_lowest(conv.area, contributions(conv, inp), live, gamma)
-        masked[f"conv{i + 1}"] = int((conv.area & ~new).sum())
+        masked[name] = int((conv.area & ~new).sum())
         conv.set_area(new)
         unread = ~new.flatten(2).any(2).T  # (N, M): pairs with no position left
         prune_mask(conv.mask, unread[:, :, None, None].expand_as(conv.mask).clone())

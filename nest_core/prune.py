@@ -12,19 +12,14 @@ import torch
 import torch.nn.functional as F
 
 from nest_core.batchnorm import effective_weight
+from nest_core.layers import MaskedLinear
 from nest_core.masks import prune_mask
-from nest_core.models import SeedNet
+from nest_core.models import Net
 
 
-def layer_bns(net: SeedNet) -> list[tuple[str, torch.nn.Module, torch.nn.Module | None]]:
+def layer_bns(net: Net) -> list[tuple[str, torch.nn.Module, torch.nn.Module | None]]:
     """(name, masked layer, batch norm after it or None) in forward order."""
-    out = []
-    for i, (conv, bn) in enumerate(zip(net.convs, net.conv_bns)):
-        out.append((f"conv{i + 1}", conv, bn if net.batch_norm else None))
-    for i, fc in enumerate(net.fcs):
-        bn = net.fc_bns[i] if (net.batch_norm and i < len(net.fc_bns)) else None
-        out.append((f"fc{i + 1}", fc, bn))
-    return out
+    return net.layer_bns()
 
 
 def smallest_active(mask: torch.Tensor, magnitude: torch.Tensor, count: int) -> torch.Tensor:
@@ -39,7 +34,7 @@ def smallest_active(mask: torch.Tensor, magnitude: torch.Tensor, count: int) -> 
 
 
 @torch.no_grad()
-def magnitude_prune(net: SeedNet, fraction: float, balanced: bool = True) -> dict[str, int]:
+def magnitude_prune(net: Net, fraction: float, balanced: bool = True) -> dict[str, int]:
     """Prune ``fraction`` of each layer's active connections; returns removed per layer.
 
     With ``balanced``, a layer with n active connections loses ``fraction * sqrt(n / n_max)``
@@ -60,7 +55,7 @@ def magnitude_prune(net: SeedNet, fraction: float, balanced: bool = True) -> dic
 
 
 @torch.no_grad()
-def mean_abs_activations(net: SeedNet, x: torch.Tensor, batch_size: int = 2000) -> list:
+def mean_abs_activations(net: Net, x: torch.Tensor, batch_size: int = 2000) -> list:
     """Mean |ReLU output| per hidden unit (maps: averaged over positions too), per layer."""
     sums = None
     for start in range(0, x.shape[0], batch_size):
@@ -72,13 +67,13 @@ def mean_abs_activations(net: SeedNet, x: torch.Tensor, batch_size: int = 2000) 
 
 
 @torch.no_grad()
-def prune_dead_units(net: SeedNet, x_val: torch.Tensor, threshold: float) -> dict[str, int]:
+def prune_dead_units(net: Net, x_val: torch.Tensor, threshold: float) -> dict[str, int]:
     """Cut hidden units (maps, neurons) with no inputs, no outputs, or mean |output| <=
     ``threshold`` on ``x_val``, repeating while a cut strands other units; a unit with no
     inputs but a bias is folded into the next layer's bias first when no batch norm sits
     between. Returns units cut per layer."""
     total: dict[str, int] = {}
-    for _ in range(len(net.convs) + len(net.fcs)):
+    for _ in range(len(net.layer_bns())):
         cut = _prune_dead_units_once(net, x_val, threshold)
         if not cut:
             break
@@ -87,54 +82,50 @@ def prune_dead_units(net: SeedNet, x_val: torch.Tensor, threshold: float) -> dic
     return total
 
 
-def _prune_dead_units_once(net: SeedNet, x_val: torch.Tensor, threshold: float) -> dict:
+def _prune_dead_units_once(net: Net, x_val: torch.Tensor, threshold: float) -> dict:
     net.eval()
     acts = mean_abs_activations(net, x_val)
     cut = {}
-    for i, (name, layer, _) in enumerate(layer_bns(net)[:-1]):
-        has_in = layer.mask.flatten(1).any(1)  # (units,)
-        has_out = out_mask(net, i).transpose(0, 1).flatten(1).any(1)
+    for i, g in enumerate(net.unit_groups()):
+        has_in, has_out = g.has_inputs(), g.has_outputs()
         alive = has_in & has_out
         dead = (alive & (acts[i] <= threshold)) | (has_in & ~has_out) | (~has_in & has_out)
         if not dead.any():
             continue
-        if not net.batch_norm and layer.bias is not None:
+        if not net.batch_norm and g.layer.bias is not None:
             _fold_constant_units(net, i, dead & ~has_in)
         cut_units(net, i, dead)
-        cut[name] = int(dead.sum())
+        cut[g.name] = int(dead.sum())
     return cut
 
 
-def out_mask(net: SeedNet, i: int) -> torch.Tensor:
-    """The mask of the layer reading hidden layer ``i``, viewed as (out, units of i, ...)."""
-    layers = [*net.convs, *net.fcs]
-    mask = layers[i + 1].mask
-    if len(net.convs) and layers[i] is net.convs[-1]:  # flattened maps feed fc1
-        return mask.view(mask.shape[0], layers[i].out_channels, -1)
-    return mask
+def out_mask(net: Net, i: int) -> torch.Tensor:
+    """The mask of the layer reading unit group ``i``, viewed as (out, units of i, ...)."""
+    return net.unit_groups()[i].reader_mask()
 
 
 @torch.no_grad()
-def cut_units(net: SeedNet, i: int, units: torch.Tensor) -> int:
-    """Remove units (bool (units,)) of hidden layer ``i``: their input rows, biases and
+def cut_units(net: Net, i: int, units: torch.Tensor) -> int:
+    """Remove units (bool (units,)) of unit group ``i``: their input rows, biases and
     output columns; returns the connections removed."""
-    layers = [*net.convs, *net.fcs]
-    layer, nxt, out = layers[i], layers[i + 1], out_mask(net, i)
+    g = net.unit_groups()[i]
+    layer, nxt = g.layer, g.reader
     before = layer.num_active() + nxt.num_active()
     layer.mask[units] = False
     if layer.bias is not None:
         layer.bias[units] = 0.0
-    out.transpose(0, 1)[units] = False
+    g.reader_mask().transpose(0, 1)[units] = False
     layer.enforce_mask()
     nxt.enforce_mask()
     return before - layer.num_active() - nxt.num_active()
 
 
-def _fold_constant_units(net: SeedNet, i: int, units: torch.Tensor) -> None:
-    """Units with no inputs output relu(bias): add that constant to the next layer's bias."""
-    layers = [*net.convs, *net.fcs]
-    layer, nxt = layers[i], layers[i + 1]
-    if not units.any() or not isinstance(nxt, type(net.fcs[0])) or layer in net.convs:
+def _fold_constant_units(net: Net, i: int, units: torch.Tensor) -> None:
+    """Units with no inputs output relu(bias): add that constant to the next layer's bias
+    (fc units read by an fc layer only)."""
+    g = net.unit_groups()[i]
+    layer, nxt = g.layer, g.reader
+    if not units.any() or g.is_conv or not isinstance(nxt, MaskedLinear):
         return  # conv maps: a constant map through pooling is left to retraining
     const = F.relu(layer.bias) * units  # (units,)
     nxt.bias += (nxt.weight * nxt.mask) @ const

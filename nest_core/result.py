@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from nest_core.measures import count_biases, dense_cost, layer_table, totals
-from nest_core.models import SeedNet, dense_reference
+from nest_core.measures import count_biases, dense_reference_cost, layer_table, totals
+from nest_core.models import dense_reference
 from nest_core.train import error_rate
 
 if TYPE_CHECKING:
@@ -18,7 +18,8 @@ def build_result(synth: Synthesis) -> dict:
     cfg, net, data = synth.cfg, synth.net, synth.data
     rows = layer_table(net, data.test.x)
     t = totals(rows)
-    dense_params, dense_flops = dense_cost(SeedNet(dense_reference(cfg.model, cfg.batch_norm)))
+    dense_params, dense_flops = dense_reference_cost(dense_reference(
+        cfg.model, cfg.batch_norm, data.image_shape, data.num_classes))
     pg = synth.post_growth
     return {
         "model": cfg.model,

@@ -17,22 +17,25 @@ import torch
 
 from nest_core.config import SynthesisConfig
 from nest_core.data import AffineDistortion, ImageData
+from nest_core.export import areas, rebuild
 from nest_core.grow_connections import dense_gradients, grow_connections
 from nest_core.grow_maps import grow_feature_maps
 from nest_core.grow_neurons import grow_neurons
 from nest_core.history import Event
+from nest_core.layers import masked_layers
 from nest_core.measures import count_params
-from nest_core.models import Architecture, SeedNet, build_seed, seed_architecture
+from nest_core.models import Net, build_seed, seed_architecture
 from nest_core.partial_area import partial_area_step
 from nest_core.prune import magnitude_prune, prune_dead_units
 from nest_core.result import build_result
 from nest_core.train import error_rate, grad_batches, train_samples
 
 
-def display_name(module_name: str) -> str:
-    """'convs.0' -> 'conv1', 'fcs.2' -> 'fc3' (the paper's layer names)."""
-    kind, index = module_name.split(".")
-    return f"{kind[:-1]}{int(index) + 1}"
+def display_names(net: Net) -> dict[str, str]:
+    """Module name -> the layer's name in tables: 'convs.0' -> 'conv1', 'fcs.2' -> 'fc3'
+    (the paper's names), 'blocks.3.conv1' -> 'layer2.0.conv1' (torchvision's ResNet)."""
+    table = {id(layer): name for name, layer, _ in net.layer_bns()}
+    return {name: table[id(layer)] for name, layer in masked_layers(net)}
 
 
 StepCallback = Callable[[dict, "Synthesis"], None]
@@ -46,8 +49,9 @@ class Synthesis:
         self.cfg, self.data, self.device = cfg, data, data.device
         self.generator = torch.Generator().manual_seed(cfg.seed)
         torch.manual_seed(cfg.seed)
-        arch = seed_architecture(cfg.model, cfg.ratio, cfg.batch_norm)
-        self.net: SeedNet = build_seed(arch, cfg.density, self.generator).to(self.device)
+        arch = seed_architecture(cfg.model, cfg.ratio, cfg.batch_norm, data.image_shape,
+                                 data.num_classes)
+        self.net: Net = build_seed(arch, cfg.density, self.generator).to(self.device)
         self.stage, self.step = "warmup", 0
         self.seconds = {"growth": 0.0, "pruning": 0.0}
         self.samples = {"growth": 0, "pruning": 0}
@@ -114,9 +118,10 @@ class Synthesis:
         grads = dense_gradients(self.net, batches)
         few = batches[: max(1, cfg.neuron_grad_samples // 1000)]
         few_samples = sum(x.shape[0] for x, _ in few)
+        names = display_names(self.net)
         for name, n in grow_connections(self.net, grads, cfg.connection_growth,
                                         cfg.connection_birth).items():
-            self._log("grow_connections", display_name(name), added=n)
+            self._log("grow_connections", names[name], added=n)
         if cfg.neurons_per_step > 0:
             for j in range(len(self.net.fcs) - 1):
                 n = grow_neurons(self.net, j, cfg.neurons_per_step, few, cfg.alpha,
@@ -124,12 +129,12 @@ class Synthesis:
                 self.samples["growth"] += n * few_samples
                 self._log("grow_neurons", f"fc{j + 1}", added=n)
         if cfg.maps_per_step > 0:
-            for i in range(len(self.net.convs)):
-                for event in grow_feature_maps(self.net, i, cfg.maps_per_step, few[0],
+            for group in [g for g in self.net.unit_groups() if g.is_conv]:
+                for event in grow_feature_maps(self.net, group, cfg.maps_per_step, few[0],
                                                cfg.map_candidates, cfg.density, cfg.alpha,
                                                self.generator):
                     self.samples["growth"] += few[0][0].shape[0] * (cfg.map_candidates + 1)
-                    self._log("grow_maps", f"conv{i + 1}", added=event["added"], detail=(
+                    self._log("grow_maps", group.name, added=event["added"], detail=(
                         f"loss drop chosen {event['chosen_drop']:.4g}, "
                         f"random {event['random_drop']:.4g}"))
         self._train(self.budget.growth_epochs, "growth")
@@ -240,8 +245,7 @@ class Synthesis:
         return {
             "config_id": self.cfg.config_id, "stage": self.stage, "step": self.step,
             "architecture": self.net.architecture().to_dict(),
-            "areas": {f"convs.{i}": c.area.cpu() for i, c in enumerate(self.net.convs)
-                      if c.area is not None},
+            "areas": areas(self.net),
             "model": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
             "generator": self.generator.get_state(),
             "seconds": dict(self.seconds), "samples": dict(self.samples),
@@ -254,11 +258,7 @@ class Synthesis:
         if state["config_id"] != self.cfg.config_id:
             raise ValueError(f"checkpoint is of config {state['config_id']}, "
                              f"not {self.cfg.config_id}")
-        net = SeedNet(Architecture.from_dict(state["architecture"]))
-        for name, area in state["areas"].items():
-            net.get_submodule(name).set_area(area)
-        net.load_state_dict(state["model"])
-        self.net = net.to(self.device)
+        self.net = rebuild(state["architecture"], state["model"], state["areas"]).to(self.device)
         self.generator.set_state(state["generator"])
         self.history = [Event(**e) for e in state["history"]]
         for key in ("stage", "step", "seconds", "samples", "val_error", "post_growth",
@@ -267,7 +267,7 @@ class Synthesis:
 
 
 def synthesize(cfg: SynthesisConfig, data: ImageData, on_step: StepCallback | None = None,
-               resume: dict | None = None) -> tuple[dict, SeedNet]:
+               resume: dict | None = None) -> tuple[dict, Net]:
     """Run a synthesis of ``cfg.method`` (resuming from a ``Synthesis.state_dict()`` when
     given); returns the result dict (what result.json holds) and the final masked network."""
     from nest_core.methods import make_synthesis  # methods imports this module

@@ -68,11 +68,11 @@ def test_chosen_candidate_is_argmin_of_every_candidates_loss(layer):
     before = batch_loss(net, batch)
     # Replay the draws with the same generator state and price each candidate ourselves.
     replay, losses = torch.Generator().manual_seed(7), []
-    drawn = [draw_candidate(net, layer, 0.5, 0.3, replay) for _ in range(k)]
+    drawn = [draw_candidate(net.unit_groups()[layer], 0.5, 0.3, replay) for _ in range(k)]
     for cand in drawn:
         trial = copy.deepcopy(net)
-        append_empty_map(trial, layer)
-        install_map(trial, layer, cand)
+        append_empty_map(trial.unit_groups()[layer])
+        install_map(trial.unit_groups()[layer], cand)
         losses.append(batch_loss(trial, batch))
     (event,) = grow_feature_maps(net, layer, 1, batch, k, 0.5, 0.3,
                                  torch.Generator().manual_seed(7))
@@ -86,7 +86,7 @@ def test_chosen_candidate_is_argmin_of_every_candidates_loss(layer):
 
 def test_birth_strength_and_density_of_candidates():
     net = tiny()
-    cand = draw_candidate(net, 0, 0.5, 0.3, torch.Generator().manual_seed(0))
+    cand = draw_candidate(net.unit_groups()[0], 0.5, 0.3, torch.Generator().manual_seed(0))
     assert cand.mask_in.shape == (1, 1, 3, 3) and int(cand.mask_in.sum()) == round(0.5 * 9)
     assert cand.mask_out.shape == (3, 1, 3, 3) and int(cand.mask_out.sum()) == round(0.5 * 27)
     for w, m, layer in ((cand.w_in, cand.mask_in, net.convs[0]),
@@ -119,9 +119,9 @@ def test_new_map_adds_exactly_its_own_path_into_fc1():
     x, _ = batch_of(net)
     with torch.no_grad():
         h_old = net.fcs[0](F.max_pool2d(F.relu(net.convs[0](x)), 2).flatten(1))
-    cand = draw_candidate(net, 0, 0.5, 0.3, torch.Generator().manual_seed(3))
-    append_empty_map(net, 0)
-    install_map(net, 0, cand)
+    cand = draw_candidate(net.unit_groups()[0], 0.5, 0.3, torch.Generator().manual_seed(3))
+    append_empty_map(net.unit_groups()[0])
+    install_map(net.unit_groups()[0], cand)
     assert net.fcs[0].weight.shape == (5, 12) and net.fcs[0].weight[:, 8:].equal(cand.w_out)
     with torch.no_grad():
         new_map = F.max_pool2d(F.relu(F.conv2d(x, cand.w_in)), 2).flatten(1)  # (B, 4)
@@ -134,9 +134,9 @@ def test_new_map_adds_exactly_its_own_path_into_next_conv():
     x, _ = batch_of(net)
     with torch.no_grad():
         u_old = net.convs[1](F.max_pool2d(F.relu(net.convs[0](x)), 2))
-    cand = draw_candidate(net, 0, 0.5, 0.3, torch.Generator().manual_seed(3))
-    append_empty_map(net, 0)
-    install_map(net, 0, cand)
+    cand = draw_candidate(net.unit_groups()[0], 0.5, 0.3, torch.Generator().manual_seed(3))
+    append_empty_map(net.unit_groups()[0])
+    install_map(net.unit_groups()[0], cand)
     with torch.no_grad():
         new_map = F.max_pool2d(F.relu(F.conv2d(x, cand.w_in)), 2)  # (B, 1, 4, 4)
         u_new = net.convs[1](F.max_pool2d(F.relu(net.convs[0](x)), 2))

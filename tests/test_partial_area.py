@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from nest_core import partial_area
 from nest_core.layers import MaskedConv2d
 from nest_core.measures import count_params
 from nest_core.models import Architecture, SeedNet, build_seed, lenet5
@@ -79,13 +80,15 @@ def test_later_steps_and_fully_masked_pair_is_pruned():
     assert count_params(net) == params - 1 and net.convs[0].area[0, 1].all()
 
 
-def test_contributions_use_the_layers_actual_input():
+@pytest.mark.parametrize("chunk", [2**24, 500])  # 500: chunks of maps and of images
+def test_contributions_use_the_layers_actual_input(monkeypatch, chunk):
+    monkeypatch.setattr(partial_area, "PAIR_CHUNK", chunk)
     net = build_seed(lenet5(0.3), 0.2, torch.Generator().manual_seed(0))
     x = torch.rand(8, 1, 28, 28)
-    inp = layer_input(net, 1, x)  # conv1 -> relu -> pool
+    inp = layer_input(net, net.convs[1], x)  # conv1 -> relu -> pool
     assert inp.shape == (8, 6, 12, 12)
     w = net.convs[1].weight * net.convs[1].mask
-    c = contributions(net.convs[1], inp, chunk=3)
+    c = contributions(net.convs[1], inp)
     for m, n in [(0, 0), (2, 5), (5, 14)]:  # the oracle: one plain conv per pair
         ref = F.conv2d(inp[:, m : m + 1], w[n : n + 1, m : m + 1]).abs().mean(0)[0]
         assert torch.allclose(c[m, n], ref, atol=1e-6)

@@ -39,9 +39,11 @@ from nest_core.baselines.distill import distillation_loss, train_with_loss
 from nest_core.baselines.thresholds import harden, learn_thresholds
 from nest_core.config import SynthesisConfig
 from nest_core.data import ImageData
-from nest_core.models import Architecture, SeedNet
+from nest_core.export import rebuild
+from nest_core.layers import masked_layers
+from nest_core.models import AnyArchitecture, Net, build_net
 from nest_core.prune import prune_dead_units
-from nest_core.synthesize import display_name
+from nest_core.synthesize import display_names
 from nest_core.train import error_rate, train_samples
 
 SEARCH_CANDIDATES = 3
@@ -51,14 +53,14 @@ MOVE_PER_FRACTION = 5.0  # threshold move per round, in layer stds (0.2 -> 1 std
 
 
 @torch.no_grad()
-def random_subnetwork(arch: Architecture, keep: Sequence[float], generator: torch.Generator
-                      ) -> SeedNet:
+def random_subnetwork(arch: AnyArchitecture, keep: Sequence[float], generator: torch.Generator
+                      ) -> Net:
     """A dense ``arch`` net keeping a random ``keep[i]`` share of hidden layer i's units, with
     Kaiming-normal init over each unit's active fan-in (biases zero)."""
-    net = SeedNet(arch)
-    layers = [*net.convs, *net.fcs]
+    net = build_net(arch)
+    layers = [layer for _, layer in masked_layers(net)]
     for i, share in enumerate(keep):
-        n = layers[i].weight.shape[0]
+        n = net.unit_groups()[i].size
         drop = torch.ones(n, dtype=torch.bool)
         drop[torch.randperm(n, generator=generator)[: max(1, round(share * n))]] = False
         cut_units(net, i, drop)
@@ -76,7 +78,7 @@ class AdaptivePruning(DenseStart):
 
     def __init__(self, cfg: SynthesisConfig, data: ImageData) -> None:
         super().__init__(cfg, data)
-        self.teacher: SeedNet | None = None
+        self.teacher: Net | None = None
 
     # ---- training with the optional teacher ----------------------------------------------
     def _task_loss(self, logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor
@@ -108,7 +110,7 @@ class AdaptivePruning(DenseStart):
             self._log("teacher", detail=f"dense teacher, val error "
                                         f"{error_rate(teacher, self.data.val):.4f}")
         arch, best = self.net.architecture(), None
-        hidden = len(arch.conv_channels) + len(arch.fc_widths) - 1
+        hidden = len(self.net.unit_groups())
         lo, hi = KEEP_RANGE
         for k in range(SEARCH_CANDIDATES):
             keep = [lo + (hi - lo) * float(torch.rand((), generator=self.generator))
@@ -137,8 +139,9 @@ class AdaptivePruning(DenseStart):
             cfg.batch_size, self.generator, self.distortion,
             max_move=MOVE_PER_FRACTION * self.prune_fraction)
         self.samples["pruning"] += seen
+        names = display_names(self.net)
         for (name, n), t in zip(harden(self.net, thresholds).items(), thresholds):
-            self._log("prune", display_name(name), removed=n, detail=f"threshold {t:.4g}")
+            self._log("prune", names[name], removed=n, detail=f"threshold {t:.4g}")
         for name, cut in prune_dead_units(self.net, self.data.val.x,
                                           cfg.neuron_threshold).items():
             self._log("prune_neurons", name, removed=cut)
@@ -156,6 +159,5 @@ class AdaptivePruning(DenseStart):
         saved = state.get("teacher")
         self.teacher = None
         if saved is not None:
-            teacher = SeedNet(Architecture.from_dict(saved["architecture"]))
-            teacher.load_state_dict(saved["model"])
+            teacher = rebuild(saved["architecture"], saved["model"], {})
             self.teacher = teacher.to(self.device).eval()

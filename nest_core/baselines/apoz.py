@@ -2,7 +2,7 @@
 "Network Trimming: A Data-Driven Neuron Pruning Approach towards Efficient Deep
 Architectures", Eq. 1: APoZ, the Average Percentage of Zeros of a neuron's ReLU output).
 
-Units are the hidden neurons and feature maps of a ``SeedNet`` (never the inputs or the
+Units are the hidden neurons and feature maps of a ``Net`` (never the inputs or the
 classes), indexed ``i`` over ``[*net.convs, *net.fcs][:-1]``. A unit is removed with its
 mask bits: its input row, its bias and its output column (for the last conv, the block of
 fc1 columns its flattened map feeds), so the measures count what is left.
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from nest_core.models import SeedNet
-from nest_core.prune import cut_units, out_mask
+from nest_core.models import Net
+from nest_core.prune import cut_units
 
 __all__ = ["alive_units", "apoz", "cut_units", "highest", "layer_apoz"]
 
@@ -31,7 +31,7 @@ def apoz(activations: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def layer_apoz(net: SeedNet, x: torch.Tensor, batch_size: int = 2000) -> list[torch.Tensor]:
+def layer_apoz(net: Net, x: torch.Tensor, batch_size: int = 2000) -> list[torch.Tensor]:
     """APoZ of every hidden layer's units on images ``x`` (eval mode)."""
     net.eval()
     sums: list[torch.Tensor] | None = None
@@ -43,12 +43,10 @@ def layer_apoz(net: SeedNet, x: torch.Tensor, batch_size: int = 2000) -> list[to
     return [s / x.shape[0] for s in sums or []]
 
 
-def alive_units(net: SeedNet, i: int) -> torch.Tensor:
+def alive_units(net: Net, i: int) -> torch.Tensor:
     """Bool (units,): units of hidden layer ``i`` with an input and an output connection."""
-    layer = [*net.convs, *net.fcs][i]
-    has_in = layer.mask.flatten(1).any(1)
-    has_out = out_mask(net, i).transpose(0, 1).flatten(1).any(1)
-    return has_in & has_out
+    g = net.unit_groups()[i]
+    return g.has_inputs() & g.has_outputs()
 
 
 def highest(scores: torch.Tensor, alive: torch.Tensor, fraction: float) -> torch.Tensor:

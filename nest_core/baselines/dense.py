@@ -32,7 +32,8 @@ class DenseStart(Synthesis):
     def __init__(self, cfg: SynthesisConfig, data: ImageData) -> None:
         super().__init__(cfg, data)
         self.generator.manual_seed(cfg.seed)  # the dense start never depends on cfg.density
-        arch = seed_architecture(cfg.model, cfg.ratio, cfg.batch_norm)
+        arch = seed_architecture(cfg.model, cfg.ratio, cfg.batch_norm, data.image_shape,
+                                 data.num_classes)
         self.net = build_seed(arch, 1.0, self.generator).to(self.device)
 
     @property

@@ -32,7 +32,7 @@ from nest_core.baselines.distill import train_with_loss
 from nest_core.data import AffineDistortion, ImageData
 from nest_core.layers import masked_layers
 from nest_core.masks import prune_mask
-from nest_core.models import SeedNet
+from nest_core.models import Net
 
 SOFTNESS = 0.1  # sigmoid temperature, in units of the layer's active-weight std
 
@@ -57,7 +57,7 @@ def _start(layer) -> tuple[float, float]:
     return float(w.min()), max(scale, 1e-8)
 
 
-def learn_thresholds(net: SeedNet, data: ImageData, samples: int, task_loss: TaskLoss,
+def learn_thresholds(net: Net, data: ImageData, samples: int, task_loss: TaskLoss,
                      reg: float, optimizer: str, lr: float, batch_size: int,
                      generator: torch.Generator, distortion: AffineDistortion | None = None,
                      max_move: float = 1.0) -> tuple[int, list[float]]:
@@ -88,7 +88,7 @@ def learn_thresholds(net: SeedNet, data: ImageData, samples: int, task_loss: Tas
 
 
 @torch.no_grad()
-def harden(net: SeedNet, thresholds: Sequence[float]) -> dict[str, int]:
+def harden(net: Net, thresholds: Sequence[float]) -> dict[str, int]:
     """Turn off active connections with |w| < the layer's threshold (each masked layer in
     order keeps at least its largest weight); returns connections removed per layer."""
     removed = {}

@@ -22,19 +22,19 @@ import torch
 
 from nest_core.baselines.apoz import alive_units, cut_units, highest, layer_apoz
 from nest_core.baselines.dense import DenseStart
-from nest_core.models import SeedNet
-from nest_core.prune import layer_bns, prune_dead_units
+from nest_core.models import Net
+from nest_core.prune import prune_dead_units
 
 
 @torch.no_grad()
-def trim(net: SeedNet, x: torch.Tensor, fraction: float) -> Iterator[tuple[str, torch.Tensor]]:
+def trim(net: Net, x: torch.Tensor, fraction: float) -> Iterator[tuple[str, torch.Tensor]]:
     """Measure APoZ on ``x``, then in each hidden layer remove the ``fraction`` of alive units
     with the highest APoZ; yields (layer name, removed unit indices) after each layer's cut.
 
     >>> removed = dict(trim(net, data.val.x, 0.2))  # doctest: +SKIP
     """
     scores = layer_apoz(net, x)
-    names = [name for name, _, _ in layer_bns(net)]
+    names = [g.name for g in net.unit_groups()]
     for i, score in enumerate(scores):
         chosen = highest(score, alive_units(net, i), fraction)
         if chosen.any():
