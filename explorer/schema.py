@@ -59,6 +59,13 @@ BOOKKEEPING_COLUMNS = (
 )
 TRIAL_COLUMNS = CONFIG_COLUMNS + OUTCOME_COLUMNS + BOOKKEEPING_COLUMNS
 
+# Where the trial's last attempt ran; sweeps write them, older results lack them (optional).
+NODE_COLUMNS = (
+    "node_id",  # str: Ray node id (hex)
+    "node_ip",  # str: the node's IP address
+    "hostname",  # str: the node's host name
+)
+
 # One row per history event (see nest_core.history.Event).
 HISTORY_COLUMNS = (
     "config_id",

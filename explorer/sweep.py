@@ -2,10 +2,12 @@
 
 Validates the study, every grid point and the data before Ray starts (bad input exits 2),
 runs the trials on an embedded single-node Ray (loopback only, no dashboard) or an existing
-cluster (``--address``), merges the per-trial files into
+cluster (``--address``, see docs/cluster.md), merges the per-trial files into
 ``<out>/<study>/<experiment_id>/{trials,history}.parquet`` beside ``manifest.json`` and
 prints the Pareto front of the study's objectives. Rerunning the same command (or
 ``--resume``) continues an interrupted experiment without redoing finished trials.
+
+Where files go: see ``explorer.cluster.storage_layout`` and docs/cluster.md.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from explorer.cluster import ClusterError, check_placement, has_ray_state, storage_layout
 from explorer.schema import COMPLETED, FAILED
 from explorer.storage import (
     MANIFEST,
@@ -45,6 +48,8 @@ from explorer.studies import (
 from nest_core.config import SynthesisConfig
 from nest_core.data import DataNotFoundError, load_dataset, resolve_root
 
+RAY_NAME = "tune"  # Ray Tune's experiment folder, under Experiment.ray_storage
+
 
 class UsageError(ValueError):
     """Bad command-line input, found before Ray starts (exit code 2)."""
@@ -60,16 +65,18 @@ class Experiment:
     points: list[dict[str, Any]]  # SynthesisConfig.create kwargs of the grid
     experiment_id: str
     out_dir: Path  # merged results: <out>/<study>/<experiment_id>
-    root: Path  # per-trial files and Ray state (== out_dir unless --storage)
+    root: Path  # per-trial files (== out_dir unless --storage is a path)
     data_dir: Path
+    ray_storage: str  # Ray's storage_path: str(root), or <--storage URI>/<study>/<id>
 
     @property
     def trials_dir(self) -> Path:
         return self.root / "trials"
 
     @property
-    def ray_dir(self) -> Path:
-        return self.root / "tune"
+    def ray_dir(self) -> str:
+        """Ray Tune's experiment folder (a path or a URI): what ``Tuner.restore`` takes."""
+        return f"{self.ray_storage.rstrip('/')}/{RAY_NAME}"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -85,9 +92,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="default 1")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="default 0")
-    p.add_argument("--address", help="connect to an existing Ray cluster (e.g. HOST:6379)")
-    p.add_argument("--storage", help="shared folder for trial files and Ray state (clusters)")
-    p.add_argument("--out", default="results", help="results folder (default: results/)")
+    p.add_argument("--address", help="join a Ray cluster: HOST:6379, auto, or "
+                   "ray://HOST:10001 (Ray Client); see docs/cluster.md")
+    p.add_argument("--storage", metavar="PATH_OR_URI",
+                   help="trial files and Ray state under PATH (a shared mount on clusters), "
+                   "or Ray state only under a URI (s3://...; trial files stay under --out)")
+    p.add_argument("--out", default="results",
+                   help="merged results folder, a path (default: results/)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--data-dir", help="folder holding MNIST/raw (default: NEST_DATA, ./data)")
     p.add_argument("--train-limit", type=int, help="override the budget's training samples")
@@ -109,6 +120,10 @@ def _check_numbers(args: argparse.Namespace) -> None:
         raise UsageError("--num-samples only applies to --search optuna")
     if (args.study is None) == (args.study_path is None):
         raise UsageError("give a study name (e.g. lenet5) or --study PATH, not both")
+    try:
+        check_placement(args)
+    except ClusterError as e:
+        raise UsageError(str(e)) from None
 
 
 def experiment_id(study: Study, plan: BudgetPlan, args: argparse.Namespace,
@@ -138,8 +153,9 @@ def prepare(args: argparse.Namespace) -> Experiment:
         raise UsageError(str(e)) from None
     exp_id = experiment_id(study, plan, args, points)
     out_dir = Path(args.out).resolve() / study.name / exp_id
-    root = Path(args.storage).resolve() / study.name / exp_id if args.storage else out_dir
-    return Experiment(study, plan, args.search, points, exp_id, out_dir, root, data_dir)
+    root, ray_storage = storage_layout(out_dir, args.storage, Path(study.name) / exp_id)
+    return Experiment(study, plan, args.search, points, exp_id, out_dir, root, data_dir,
+                      ray_storage)
 
 
 def unfinished(exp: Experiment) -> list[dict[str, Any]]:
@@ -156,17 +172,19 @@ def write_manifest(exp: Experiment, args: argparse.Namespace, argv: list[str]) -
         old.setdefault("resumed", []).append({"at": now(), "command": command})
         write_json(path, old)
         return
-    gpu = args.gpus_per_trial > 0 and _cuda_name()
+    device = (f"Ray cluster at {args.address}: each trial row names its node" if args.address
+              else args.gpus_per_trial > 0 and _cuda_name() or f"cpu ({os.cpu_count()} cores)")
     write_json(path, build_manifest(
         study=exp.study.name, study_file=str(exp.study.path.resolve()), budget=exp.plan.name,
         search=exp.search, command=command, experiment_id=exp.experiment_id,
-        device=gpu or f"cpu ({os.cpu_count()} cores)",
+        device=device,
         data_hashes=data_hashes(exp.data_dir, exp.points[0].get("dataset", "mnist")),
         data_dir=str(exp.data_dir), seeds=sorted({p["seed"] for p in exp.points}),
         objectives=exp.study.objectives, target_error=exp.points[0]["target_error"],
         budget_spec=exp.points[0]["budget_spec"], space=asdict(exp.plan.space),
         trials=len(exp.points) if exp.search == "grid" else args.num_samples or len(exp.points),
-        ray_address=args.address or "local", storage=str(exp.root)))
+        ray_address=args.address or "local", storage=exp.ray_storage,
+        trials_dir=str(exp.trials_dir)))
 
 
 def _cuda_name() -> str:
@@ -210,10 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         exp = prepare(args)
-        restorable = exp.ray_dir.is_dir() and any(exp.ray_dir.glob("experiment_state*.json"))
+        restorable = has_ray_state(exp.ray_dir)
         if args.resume and not restorable and not exp.trials_dir.is_dir():
             raise UsageError(f"--resume: no experiment to resume at {exp.root}")
-    except UsageError as e:
+    except (UsageError, ClusterError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     from explorer.trainable import run_tune  # imports Ray: only after validation
@@ -234,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
             print("Every trial has finished already: nothing to run.")
     except KeyboardInterrupt:
         print("\nInterrupted.", file=sys.stderr)
+    except ClusterError as e:  # the cluster cannot run it as asked: nothing ran
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     trials, history = merge_trials(exp.trials_dir, exp.out_dir)
     expected = len(exp.points) if exp.search == "grid" else None
     _print_summary(exp, trials, history, time.perf_counter() - start, expected)

@@ -4,7 +4,9 @@ After every synthesis iteration the trial reports every objective (``Synthesis.r
 plus the penalised search scores) with a checkpoint of the synthesis state, so a retried or
 resumed trial continues from its last iteration. A crash or a NaN loss fails only its own
 trial: it is written as a "failed" row and reported as a normal end, so Ray does not retry a
-deterministic failure (infrastructure failures are retried by Ray's FailureConfig).
+deterministic failure (infrastructure failures, such as a lost node, are retried by Ray's
+FailureConfig). Each row names the node that ran it (``node_id``, ``node_ip``, ``hostname``),
+and ``attempts.json`` every attempt's node and process.
 
 >>> args = sweep.parse_args(["lenet5", "--budget", "smoke"])  # doctest: +SKIP
 >>> run_tune(sweep.prepare(args), args, restore=False)  # trials write <exp>/trials/<id>/
@@ -23,16 +25,23 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 import torch
 
-from explorer.schema import COMPLETED, FAILED
+from explorer.cluster import check_nodes, node_info, start_ray
+from explorer.schema import COMPLETED, FAILED, NODE_COLUMNS
 from explorer.storage import (
+    EVENTS,
+    RESULT,
+    ROW,
     atomic_write,
     finished_record,
+    history_frame,
     now,
     read_json,
+    trial_row,
     write_json,
-    write_trial,
+    write_parquet,
 )
 from explorer.studies import varying
 from nest_core import ImageData, Synthesis, SynthesisConfig, load_dataset
@@ -43,11 +52,6 @@ if TYPE_CHECKING:
 
     from explorer.sweep import Experiment
 
-QUIET_RAY = {  # a readable console: one live status table, deduplicated worker logs
-    "RAY_DEDUP_LOGS": "1", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AIR_NEW_OUTPUT": "0",
-    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
-}
-LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": every Ray service on 127.0.0.1
 PROGRESS_METRICS = {"stage": "stage", "step": "step", "params": "params",
                     "val_error": "val_error", "growth_seconds": "growth_s", "status": "outcome"}
 HOOK_KEYS = ("fail_with_nan", "crash_once")  # test hooks in the config, not SynthesisConfig
@@ -60,12 +64,13 @@ class TrialInterrupted(BaseException):
     """Ray stopped the trial inside ``tune.report``: not a failure of the synthesis."""
 
 
-def cached_data(dataset: str, root: str | None, device: str, train_limit: int | None
-                ) -> ImageData:
-    """``load_dataset`` once per (dataset, root, device, train_limit) in this process."""
-    key = (dataset, root, device, train_limit)
+def cached_data(dataset: str, root: str | None, device: str, train_limit: int | None,
+                image_size: int = 0) -> ImageData:
+    """``load_dataset`` once per (dataset, root, device, train_limit, image_size) here."""
+    key = (dataset, root, device, train_limit, image_size)
     if key not in _DATA:
-        _DATA[key] = load_dataset(dataset, root=root, device=device, train_limit=train_limit)
+        _DATA[key] = load_dataset(dataset, root=root, device=device, train_limit=train_limit,
+                                  image_size=image_size)
     return _DATA[key]
 
 
@@ -102,12 +107,23 @@ def _poison(synth: Synthesis) -> None:  # test hook
             p.fill_(math.nan)
 
 
-def _next_attempt(folder: Path) -> tuple[int, str]:
-    """Count this attempt in ``folder/attempts.json``; returns (attempt, first started_at)."""
+def _next_attempt(folder: Path, node: dict[str, str]) -> tuple[int, str]:
+    """Count this attempt, and where it runs, in ``folder/attempts.json``; returns
+    (attempt, first started_at)."""
     info = read_json(folder / "attempts.json") or {"attempts": 0, "started_at": now()}
+    info.setdefault("runs", []).append({"attempt": info["attempts"], **node,
+                                        "pid": os.getpid(), "at": now()})
     info["attempts"] += 1
     write_json(folder / "attempts.json", info)
     return info["attempts"] - 1, info["started_at"]
+
+
+def _write_trial(folder: Path, record: dict[str, Any]) -> None:
+    """``storage.write_trial`` plus the node columns in the row: events, row, result.json."""
+    write_parquet(folder / EVENTS, history_frame(record))
+    row = {**trial_row(record), **{k: record.get(k, "") for k in NODE_COLUMNS}}
+    write_parquet(folder / ROW, pd.DataFrame([row]))
+    write_json(folder / RESULT, record)  # last: the mark of a finished trial
 
 
 def _saved_state(checkpoint: Any, own: Path) -> dict | None:
@@ -133,7 +149,8 @@ def run_trial(config: dict[str, Any], *, trials_dir: str, data_dir: str | None, 
         tune.report(metrics({**done["config"], **(done.get("result") or {}),
                              "error": done["error"]}, objectives, cfg.target, done["status"]))
         return
-    attempt, started_at = _next_attempt(folder)
+    node = node_info()
+    attempt, started_at = _next_attempt(folder, node)
     torch.set_num_threads(max(1, int(threads)))
     device = "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
     start = time.perf_counter()
@@ -156,7 +173,8 @@ def run_trial(config: dict[str, Any], *, trials_dir: str, data_dir: str | None, 
                 raise TrialInterrupted(repr(e)) from e
 
     try:
-        data = cached_data(cfg.dataset, data_dir, device, cfg.budget_spec.train_limit)
+        data = cached_data(cfg.dataset, data_dir, device, cfg.budget_spec.train_limit,
+                           cfg.image_size)
         synth = make_synthesis(cfg, data)  # NeST or a pruning-only baseline, by cfg.method
         state = _saved_state(tune.get_checkpoint(), folder / STATE)
         if state is not None:  # a retried or resumed trial goes on from its last step
@@ -177,9 +195,9 @@ def run_trial(config: dict[str, Any], *, trials_dir: str, data_dir: str | None, 
         "attempt": attempt, "resumed_from": resumed_from, "started_at": started_at,
         "finished_at": now(),
         "wall_seconds": time.perf_counter() - start, "config": cfg.to_dict(),
-        "target_error": cfg.target, "result": result, "history": history,
+        "target_error": cfg.target, "result": result, "history": history, **node,
     }
-    write_trial(folder, record)
+    _write_trial(folder, record)
     (folder / STATE).unlink(missing_ok=True)
     tune.report(metrics({**cfg.to_dict(), **(result or {}), "error": error}, objectives,
                         cfg.target, status))
@@ -204,29 +222,19 @@ def param_space(exp: Experiment) -> dict[str, Any]:
     return space
 
 
-def start_ray(args: argparse.Namespace) -> None:
-    """Join ``--address``, or start an embedded node with every service on loopback."""
-    for key, value in QUIET_RAY.items():
-        os.environ.setdefault(key, value)
-    if not args.address:  # Ray's switch for a loopback-only node, read when ray is imported
-        os.environ[LOOPBACK_ONLY] = "0"
-    import ray
-
-    if args.address:
-        ray.init(address=args.address, logging_level="warning")
-    else:  # no dashboard unless asked for, and then on 127.0.0.1 only
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=args.dashboard,
-                 dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1",
-                 logging_level="warning")
-
-
 def run_tune(exp: Experiment, args: argparse.Namespace, restore: bool) -> None:
-    """Run the experiment's trials, or restore it and finish the unfinished ones."""
+    """Run the experiment's trials, or restore it and finish the unfinished ones.
+
+    On a cluster (``--address``) every node must see ``exp.root``: else ClusterError."""
     start_ray(args)
     import ray
     from ray import tune
 
     try:
+        if args.address:  # every node must see the trial folders; warn about missing data
+            dataset = exp.points[0].get("dataset", "mnist")
+            for warning in check_nodes(exp.root, exp.data_dir, dataset):
+                print(warning, flush=True)
         trainable = tune.with_resources(
             tune.with_parameters(
                 run_trial, trials_dir=str(exp.trials_dir), data_dir=str(exp.data_dir),
@@ -238,10 +246,10 @@ def run_tune(exp: Experiment, args: argparse.Namespace, restore: bool) -> None:
             tune.Tuner(trainable, param_space=param_space(exp),
                        tune_config=_tune_config(exp, args), run_config=_run_config(exp, args)
                        ).fit()
-        elif tune.Tuner.restore(str(exp.ray_dir), trainable, resume_errored=True).fit().errors:
+        elif tune.Tuner.restore(exp.ray_dir, trainable, resume_errored=True).fit().errors:
             # If the driver died after Ray dropped the checkpoint its last snapshot names,
             # that trial cannot resume from it: restart it, and it loads its own state.pt
-            tune.Tuner.restore(str(exp.ray_dir), trainable, restart_errored=True).fit()
+            tune.Tuner.restore(exp.ray_dir, trainable, restart_errored=True).fit()
     finally:
         ray.shutdown()
 
@@ -249,8 +257,10 @@ def run_tune(exp: Experiment, args: argparse.Namespace, restore: bool) -> None:
 def _run_config(exp: Experiment, args: argparse.Namespace):
     from ray import tune
 
+    from explorer.sweep import RAY_NAME
+
     return tune.RunConfig(
-        name=exp.ray_dir.name, storage_path=str(exp.root),
+        name=RAY_NAME, storage_path=exp.ray_storage,
         failure_config=tune.FailureConfig(max_failures=args.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1), verbose=1,
         progress_reporter=tune.CLIReporter(
