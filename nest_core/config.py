@@ -13,7 +13,10 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 METHODS = ("nest", "magnitude", "trimming", "adaptive")
 OPTIMIZERS = ("adam", "sgd")
-DEFAULT_TARGET = {"lenet300": 0.013, "lenet5": 0.008}
+# Validation error growth aims at: the paper's MNIST results; for the ImageNet family the
+# top-1 error of the paper's reference models (AlexNet 42.8%, VGG-16 31.5%, ResNet-50 24.7%).
+DEFAULT_TARGET = {"lenet300": 0.013, "lenet5": 0.008, "alexnet": 0.428, "vgg16": 0.315,
+                  "resnet50": 0.247}
 
 
 @dataclass(frozen=True)

@@ -168,18 +168,15 @@ class MaskedConv2d(_Masked):
         )
 
 
-PAIR_CHUNK = 2**24  # elements of the (B, m, N, P, Q) per-pair tensor materialised at once
+PAIR_CHUNK = 2**24  # elements of the per-position weights (or per-pair outputs) at once
 
 
-def _pairs(x: torch.Tensor, w: torch.Tensor, area: torch.Tensor, stride: int,
-           padding: int) -> torch.Tensor:
-    """sum_m area[m, n] * conv(x[m], w[n, m]) over the input maps of ``x`` (B, m, H, W)."""
-    b, m = x.shape[:2]
-    n, k = w.shape[0], w.shape[2]
-    # One group per input map: each input map convolved with all N kernels reading it.
-    per_pair = w.transpose(0, 1).reshape(m * n, 1, k, k)  # (m*N, 1, k, k)
-    y = F.conv2d(x, per_pair, None, stride, padding, groups=m)  # (B, m*N, P, Q)
-    return (y.view(b, m, n, *y.shape[2:]) * area).sum(1)  # (B, N, P, Q)
+def _positions(cols: torch.Tensor, w: torch.Tensor, area: torch.Tensor) -> torch.Tensor:
+    """y (L, B, N) at L output positions from their patches ``cols`` (B, M*k*k, L), with
+    position-specific kernels w[n, m] * area[m, n, l] (a locally connected layer)."""
+    n, m = w.shape[:2]
+    kernels = w.reshape(n, m, -1)[None] * area.permute(2, 1, 0)[..., None]  # (L, N, M, kk)
+    return torch.bmm(cols.permute(2, 0, 1), kernels.reshape(area.shape[2], n, -1).mT)
 
 
 def _partial_area_conv(
@@ -188,21 +185,25 @@ def _partial_area_conv(
 ) -> torch.Tensor:
     """y[n] = bias[n] + sum_m area[m, n] * conv(x[m], w[n, m]) (Algorithm 2's forward).
 
-    The per-pair tensor (B, M, N, P, Q) is built over chunks of input maps; on wide layers
+    Computed as a locally connected layer: the input's patches (im2col) times, per output
+    position, the kernels masked by that position's area, in chunks of positions whose
+    masked kernels hold at most ``PAIR_CHUNK`` elements. While gradients are recorded,
     each chunk is recomputed in the backward pass (activation checkpointing) so training
-    memory stays near that of one chunk."""
-    b, m = x.shape[:2]
-    per_map = b * w.shape[0] * area.shape[2] * area.shape[3]
-    step = max(1, PAIR_CHUNK // max(per_map, 1))
-    if step >= m:
-        y = _pairs(x, w, area, stride, padding)
-    else:
-        y = None
-        for s in range(0, m, step):
-            args = (x[:, s : s + step], w[:, s : s + step], area[s : s + step], stride, padding)
-            part = (checkpoint(_pairs, *args, use_reentrant=False) if torch.is_grad_enabled()
-                    else _pairs(*args))
-            y = part if y is None else y + part
+    memory stays near that of the plain convolution."""
+    b = x.shape[0]
+    n, m, k = w.shape[0], w.shape[1], w.shape[2]
+    p, q = area.shape[2], area.shape[3]
+    cols = F.unfold(x, k, padding=padding, stride=stride)  # (B, M*k*k, P*Q)
+    flat = area.flatten(2)  # (M, N, P*Q)
+    step = max(1, PAIR_CHUNK // (n * m * k * k))
+    parts = []
+    for s in range(0, p * q, step):
+        args = (cols[:, :, s : s + step], w, flat[:, :, s : s + step])
+        if torch.is_grad_enabled() and step < p * q:
+            parts.append(checkpoint(_positions, *args, use_reentrant=False))
+        else:
+            parts.append(_positions(*args))
+    y = torch.cat(parts, 0).permute(1, 2, 0).reshape(b, n, p, q)  # (B, N, P, Q)
     return y if bias is None else y + bias.view(1, -1, 1, 1)
 
 

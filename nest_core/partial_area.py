@@ -70,6 +70,24 @@ def mask_lowest(area: torch.Tensor, contrib: torch.Tensor, live: torch.Tensor,
 
 
 @torch.no_grad()
+def _mask_layer(conv: MaskedConv2d, inp: torch.Tensor, gamma: float) -> int:
+    """Mask the gamma share of ``conv``'s live positions of lowest contribution on ``inp``;
+    returns how many positions were masked."""
+    if conv.area is None:
+        p, q = conv.output_hw(inp.shape[2], inp.shape[3])
+        conv.set_area(torch.ones(conv.in_channels, conv.out_channels, p, q,
+                                 dtype=torch.bool, device=conv.weight.device))
+    live = conv.mask.any(dim=(2, 3)).T  # (M, N): the pair's kernel has an active weight
+    new = mask_lowest(conv.area, contributions(conv, inp), live, gamma)
+    count = int((conv.area & ~new).sum())
+    conv.set_area(new)
+    unread = ~new.flatten(2).any(2).T  # (N, M): pairs with no position left
+    prune_mask(conv.mask, unread[:, :, None, None].expand_as(conv.mask).clone())
+    conv.enforce_mask()
+    return count
+
+
+@torch.no_grad()
 def partial_area_step(net: Net, x: torch.Tensor, gamma: float) -> dict[str, int]:
     """One iteration of Algorithm 2 on every conv layer of ``net`` with images ``x``;
     returns the area positions newly masked per layer ("conv1", ...)."""
@@ -77,21 +95,14 @@ def partial_area_step(net: Net, x: torch.Tensor, gamma: float) -> dict[str, int]
         raise ValueError(f"gamma must be in (0, 1), got {gamma}")
     was_training = net.training
     net.eval()
-    masked = {}
-    for name, conv, _ in net.layer_bns():
-        if not isinstance(conv, MaskedConv2d):
-            continue
-        inp = layer_input(net, conv, x)  # with the areas already updated upstream
-        if conv.area is None:
-            p, q = conv.output_hw(inp.shape[2], inp.shape[3])
-            conv.set_area(torch.ones(conv.in_channels, conv.out_channels, p, q,
-                                     dtype=torch.bool, device=conv.weight.device))
-        live = conv.mask.any(dim=(2, 3)).T  # (M, N): the pair's kernel has an active weight
-        new = mask_lowest(conv.area, contributions(conv, inp), live, gamma)
-        masked[name] = int((conv.area & ~new).sum())
-        conv.set_area(new)
-        unread = ~new.flatten(2).any(2).T  # (N, M): pairs with no position left
-        prune_mask(conv.mask, unread[:, :, None, None].expand_as(conv.mask).clone())
-        conv.enforce_mask()
+    masked: dict[str, int] = {}
+    hooks = [conv.register_forward_pre_hook(
+        lambda m, inp, name=name: masked.__setitem__(name, _mask_layer(m, inp[0], gamma)))
+        for name, conv, _ in net.layer_bns() if isinstance(conv, MaskedConv2d)]
+    try:  # one forward pass: each conv is masked on its input, upstream areas already new
+        net(x)
+    finally:
+        for h in hooks:
+            h.remove()
     net.train(was_training)
     return masked
