@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         device = resolve_device(args.device)
         data = load_dataset(cfg.dataset, root=args.data_dir, device=device,
                             train_limit=cfg.budget_spec.train_limit, image_size=cfg.image_size)
+        synth = make_synthesis(cfg, data)  # e.g. images too small for the model's layers
     except (ValueError, DataNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -100,7 +101,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"config {cfg.config_id}: {cfg.model} r={cfg.ratio} d={cfg.density} "
           f"alpha={cfg.alpha} beta={cfg.beta} budget={cfg.budget} on {device}", flush=True)
     start = time.perf_counter()
-    synth = make_synthesis(cfg, data)
     try:
         result = synth.run(None if args.quiet else _progress)
     except NonFiniteLossError as e:

@@ -149,15 +149,18 @@ def dense_reference_cost(arch) -> tuple[int, int]:
 
 def format_table(rows: list[dict], dense: tuple[int, int] | None = None) -> str:
     """The paper's Table 4 as text: layer, #weights, Conv%, Act%, FLOPs."""
-    lines = [f"{'layer':<7}{'shape':>14}{'#weights':>10}{'Conv%':>7}{'Act%':>7}"
-             f"{'FLOPs':>10}{'FLOPs(nz)':>11}"]
+    n = max([7, *(len(r["name"]) + 1 for r in rows)])
+    s = max([14, *(len(r["shape"]) + 1 for r in rows)])
+    f = max([10, *(len(f"{r['flops']:,}") + 1 for r in rows)])
+    lines = [f"{'layer':<{n}}{'shape':>{s}}{'#weights':>10}{'Conv%':>7}{'Act%':>7}"
+             f"{'FLOPs':>{f}}{'FLOPs(nz)':>{f + 1}}"]
     for r in rows:
         conv = "-" if r["conv_pct"] is None else f"{r['conv_pct']:.0f}%"
-        lines.append(f"{r['name']:<7}{r['shape']:>14}{r['weights']:>10,}{conv:>7}"
-                     f"{r['act_pct']:>6.0f}%{r['flops']:>10,}{r['flops_nonzero']:>11,}")
+        lines.append(f"{r['name']:<{n}}{r['shape']:>{s}}{r['weights']:>10,}{conv:>7}"
+                     f"{r['act_pct']:>6.0f}%{r['flops']:>{f},}{r['flops_nonzero']:>{f + 1},}")
     t = totals(rows)
-    lines.append(f"{'total':<7}{'':>14}{t['params']:>10,}{'':>14}{t['flops']:>10,}"
-                 f"{t['flops_nonzero']:>11,}")
+    lines.append(f"{'total':<{n}}{'':>{s}}{t['params']:>10,}{'':>14}{t['flops']:>{f},}"
+                 f"{t['flops_nonzero']:>{f + 1},}")
     if dense is not None:
         lines.append(f"dense reference: {dense[0]:,} weights, {dense[1]:,} FLOPs -> "
                      f"{dense[0] / max(t['params'], 1):.1f}x fewer weights, "
