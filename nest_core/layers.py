@@ -179,20 +179,35 @@ def _positions(cols: torch.Tensor, w: torch.Tensor, area: torch.Tensor) -> torch
     return torch.bmm(cols.permute(2, 0, 1), kernels.reshape(area.shape[2], n, -1).mT)
 
 
+def _pairs(x: torch.Tensor, w: torch.Tensor, area: torch.Tensor, stride: int,
+           padding: int) -> torch.Tensor:
+    """sum_m area[m, n] * conv(x[m], w[n, m]) via one grouped conv producing every pair."""
+    b, m = x.shape[:2]
+    n, k = w.shape[0], w.shape[2]
+    per_pair = w.transpose(0, 1).reshape(m * n, 1, k, k)  # (M*N, 1, k, k)
+    y = F.conv2d(x, per_pair, None, stride, padding, groups=m)  # (B, M*N, P, Q)
+    return (y.view(b, m, n, *y.shape[2:]) * area).sum(1)  # (B, N, P, Q)
+
+
 def _partial_area_conv(
     x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, area: torch.Tensor,
     stride: int = 1, padding: int = 0,
 ) -> torch.Tensor:
     """y[n] = bias[n] + sum_m area[m, n] * conv(x[m], w[n, m]) (Algorithm 2's forward).
 
-    Computed as a locally connected layer: the input's patches (im2col) times, per output
-    position, the kernels masked by that position's area, in chunks of positions whose
-    masked kernels hold at most ``PAIR_CHUNK`` elements. While gradients are recorded,
-    each chunk is recomputed in the backward pass (activation checkpointing) so training
-    memory stays near that of the plain convolution."""
+    Small layers (every pair's output, B x M x N x P x Q, within ``PAIR_CHUNK`` elements)
+    use one grouped convolution producing each pair's output. Larger ones run as a locally
+    connected layer: the input's patches (im2col) times, per output position, the kernels
+    masked by that position's area, in chunks of positions whose masked kernels hold at
+    most ``PAIR_CHUNK`` elements; while gradients are recorded each chunk is recomputed in
+    the backward pass (activation checkpointing), so memory stays near that of the plain
+    convolution."""
     b = x.shape[0]
     n, m, k = w.shape[0], w.shape[1], w.shape[2]
     p, q = area.shape[2], area.shape[3]
+    if b * m * n * p * q <= PAIR_CHUNK:
+        y = _pairs(x, w, area, stride, padding)
+        return y if bias is None else y + bias.view(1, -1, 1, 1)
     cols = F.unfold(x, k, padding=padding, stride=stride)  # (B, M*k*k, P*Q)
     flat = area.flatten(2)  # (M, N, P*Q)
     step = max(1, PAIR_CHUNK // (n * m * k * k))

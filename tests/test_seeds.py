@@ -11,6 +11,7 @@ import torch.nn.functional as F
 import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
+from nest_core import layers
 from nest_core.export import areas, compact, rebuild
 from nest_core.grow_maps import grow_feature_maps
 from nest_core.layers import MaskedConv2d, masked_layers
@@ -77,15 +78,30 @@ def test_dense_counter_equals_pytorchs_on_small_images(name):
     assert dense_cost(net)[1] == counter.get_total_flops()
 
 
-def test_strided_padded_conv_and_its_partial_area_match_pytorch():
+@pytest.mark.parametrize("chunk", [2**24, 500, 800])  # grouped; locally connected, chunked
+def test_strided_padded_conv_and_its_partial_area_match_pytorch(monkeypatch, chunk):
+    """All-True areas: output and gradients equal F.conv2d's; a masked position of one
+    pair removes exactly that pair's contribution there."""
+    monkeypatch.setattr(layers, "PAIR_CHUNK", chunk)
     torch.manual_seed(0)
     conv = MaskedConv2d(3, 4, 5, stride=2, padding=2)
     conv.weight.data.normal_()
     x = torch.rand(2, 3, 11, 11)
-    ref = F.conv2d(x, conv.weight, conv.bias, 2, 2)
+    w = conv.weight.detach().clone().requires_grad_()
+    ref = F.conv2d(x, w, conv.bias.detach(), 2, 2)
     assert conv.output_hw(11, 11) == ref.shape[2:]
     conv.set_area(torch.ones(3, 4, *ref.shape[2:], dtype=torch.bool))
-    assert torch.allclose(conv(x), ref, atol=1e-5)
+    out = conv(x)
+    assert torch.allclose(out, ref, atol=1e-5)
+    out.square().sum().backward()
+    ref.square().sum().backward()
+    assert torch.allclose(conv.weight.grad, w.grad, atol=1e-4)
+    area = conv.area.clone()
+    area[1, 2, 3, 4] = False
+    conv.set_area(area)
+    pair = F.conv2d(x[:, 1:2], conv.weight[2:3, 1:2].detach(), None, 2, 2)[:, 0, 3, 4]
+    with torch.no_grad():
+        assert torch.allclose(conv(x)[:, 2, 3, 4], ref[:, 2, 3, 4] - pair, atol=1e-5)
 
 
 def test_layer_table_flops_of_a_padded_conv_by_hand():
