@@ -47,6 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=3e-3, help="learning rate")
     p.add_argument("--prune-tolerance", type=float, default=0.002,
                    help="pruning holds validation error <= target + this")
+    p.add_argument("--prune-flops", action="store_true",
+                   help="pruning shares per layer balanced by FLOPs too (conv-heavy nets)")
     p.add_argument("--growth-patience", type=int, default=3,
                    help="growth stops after this many steps without a better error (0: off)")
     p.add_argument("--dataset", default="mnist",
@@ -88,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             dataset=args.dataset, image_size=args.image_size, seed=args.seed,
             area_gamma=args.area_gamma, distill=args.distill, optimizer=args.optimizer, lr=args.lr,
             prune_tolerance=args.prune_tolerance, growth_patience=args.growth_patience,
+            prune_flops=args.prune_flops,
             **_budget_override(args))
         device = resolve_device(args.device)
         data = load_dataset(cfg.dataset, root=args.data_dir, device=device,

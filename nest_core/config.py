@@ -90,6 +90,7 @@ class SynthesisConfig:
     prune_fraction: float = 0.2  # Policy 4: share of each layer's active weights pruned per step
     min_prune_fraction: float = 0.02  # the step is halved on failure until it falls below this
     prune_tolerance: float = 0.002  # pruning keeps validation error <= reference + tolerance
+    prune_flops: bool = False  # Policy 4: also balance per-layer shares by FLOPs, not weights only
     neuron_threshold: float = 0.0  # prune neurons whose mean |output| on validation is <= this
     distill: bool = False  # adaptive baseline: add a distillation loss from a dense teacher
 

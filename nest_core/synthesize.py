@@ -168,7 +168,8 @@ class Synthesis:
 
     def _prune_step(self) -> None:
         """Policy 4: magnitude pruning, then dead units, then retraining."""
-        for name, n in magnitude_prune(self.net, self.prune_fraction).items():
+        for name, n in magnitude_prune(self.net, self.prune_fraction,
+                                       flops=self.cfg.prune_flops).items():
             self._log("prune", name, removed=n)
         for name, cut in prune_dead_units(self.net, self.data.val.x,
                                           self.cfg.neuron_threshold).items():

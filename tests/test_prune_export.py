@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from nest_core.export import compact, load_compact, save_compact
@@ -86,3 +88,23 @@ def test_compact_export_equals_masked_model(tmp_path):
     loaded = load_compact(tmp_path / "model.pt")  # weights_only=True inside
     assert (loaded(x) - net(x)).abs().max() <= 1e-5
     assert count_params(loaded) == count_params(net)
+
+
+def test_flop_balanced_pruning_shrinks_costly_small_layers_faster():
+    """conv1 of LeNet-5 is small in weights but costly in FLOPs (576 positions per weight):
+    with ``flops`` its share is fraction * sqrt(f / f_max), by hand, not the weight share."""
+    from nest_core.models import lenet5
+    from nest_core.prune import output_positions
+
+    net = build_seed(lenet5(1.0), 1.0, torch.Generator().manual_seed(0))
+    assert output_positions(net) == {"conv1": 576, "conv2": 64}
+    n = {name: layer.num_active() for name, layer, _ in net.layer_bns()}
+    f = {k: v * {"conv1": 576, "conv2": 64}.get(k, 1) for k, v in n.items()}
+    plain = magnitude_prune(copy.deepcopy(net), 0.2)
+    costly = magnitude_prune(net, 0.2, flops=True)
+    for name in n:
+        by_weights = 0.2 * (n[name] / max(n.values())) ** 0.5
+        by_flops = 0.2 * (f[name] / max(f.values())) ** 0.5
+        assert plain[name] == int(by_weights * n[name])
+        assert costly[name] == int(max(by_weights, by_flops) * n[name])
+    assert costly["conv1"] > 3 * plain["conv1"]
