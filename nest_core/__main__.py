@@ -27,7 +27,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m nest_core", description=__doc__.split("\n")[0])
     p.add_argument("model", help=f"seed architecture: {', '.join(sorted(SEEDS))}")
     p.add_argument("--ratio", type=float, default=0.5, help="seed width ratio r, 0 < r <= 2")
-    p.add_argument("--density", type=float, default=0.1, help="seed connection density")
+    p.add_argument("--density", type=float, default=None,
+                   help="seed connection density (default: 0.3 for alexnet, vgg16, resnet50; "
+                        "else 0.1)")
     p.add_argument("--alpha", type=float, default=0.3, help="birth strength (>= 0)")
     p.add_argument("--beta", type=float, default=0.1, help="growth ratio, 0 < beta <= 1")
     p.add_argument("--method", default="nest", help=f"one of {', '.join(METHODS)}")

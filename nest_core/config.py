@@ -11,6 +11,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 
+# Seed connection density when none is given: the paper's ImageNet seeds keep 30% (Sec. 5.3).
+DEFAULT_DENSITY = {"alexnet": 0.3, "vgg16": 0.3, "resnet50": 0.3}
 METHODS = ("nest", "magnitude", "trimming", "adaptive")
 OPTIMIZERS = ("adam", "sgd")
 # Validation error growth aims at: the paper's MNIST results; for the ImageNet family the
@@ -134,7 +136,10 @@ class SynthesisConfig:
 
     @classmethod
     def create(cls, **kwargs) -> SynthesisConfig:
-        """Build a config, filling ``budget_spec`` from the named budget preset."""
+        """Build a config, filling ``budget_spec`` from the named budget preset and an unset
+        ``density`` with the model's seed density (0.3 for the ImageNet family, else 0.1)."""
+        if kwargs.get("density") is None:
+            kwargs["density"] = DEFAULT_DENSITY.get(kwargs.get("model", ""), 0.1)
         budget = kwargs.get("budget", "quick")
         if "budget_spec" not in kwargs:
             if budget not in BUDGETS:

@@ -161,3 +161,11 @@ def test_sequential_seed_compact_export_is_equivalent(name):
     small = compact(net)
     assert small.architecture().conv_channels[0] < net.architecture().conv_channels[0]
     assert torch.allclose(small(x), net(x), atol=1e-5)
+
+
+def test_imagenet_seeds_default_to_the_papers_30_percent_density():
+    from nest_core import SynthesisConfig
+
+    assert SynthesisConfig.create(model="vgg16", ratio=0.75).density == 0.3
+    assert SynthesisConfig.create(model="lenet5", ratio=0.5).density == 0.1
+    assert SynthesisConfig.create(model="alexnet", ratio=1.0, density=0.2).density == 0.2
