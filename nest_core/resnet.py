@@ -100,11 +100,7 @@ class ResNetSeed(nn.Module):
         return replace(self.arch, inner=inner)
 
     def _block_names(self) -> list[str]:
-        names, k = [], 0
-        for s, n in enumerate(self.arch.blocks):
-            names += [f"layer{s + 1}.{j}" for j in range(n)]
-            k += n
-        return names
+        return [f"layer{s + 1}.{j}" for s, n in enumerate(self.arch.blocks) for j in range(n)]
 
     def layer_bns(self) -> list[tuple[str, nn.Module, nn.Module | None]]:
         """(name, masked layer, batch norm after it) in forward order."""
