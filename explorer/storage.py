@@ -136,10 +136,12 @@ def history_frame(record: dict[str, Any]) -> pd.DataFrame:
     return df.astype({"val_error": "float64", "seconds": "float64"})
 
 
-def write_trial(folder: Path, record: dict[str, Any]) -> None:
-    """Write a finished trial's own files: events, row, then result.json (the done mark)."""
+def write_trial(folder: Path, record: dict[str, Any], extra: tuple[str, ...] = ()) -> None:
+    """Write a finished trial's own files: events, row (plus the record's ``extra`` keys as
+    columns, "" when missing), then result.json (the done mark)."""
     write_parquet(folder / EVENTS, history_frame(record))
-    write_parquet(folder / ROW, pd.DataFrame([trial_row(record)]))
+    row = {**trial_row(record), **{k: record.get(k, "") for k in extra}}
+    write_parquet(folder / ROW, pd.DataFrame([row]))
     write_json(folder / RESULT, record)
 
 

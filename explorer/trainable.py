@@ -25,23 +25,17 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import torch
 
 from explorer.cluster import check_nodes, node_info, start_ray
 from explorer.schema import COMPLETED, FAILED, NODE_COLUMNS
 from explorer.storage import (
-    EVENTS,
-    RESULT,
-    ROW,
     atomic_write,
     finished_record,
-    history_frame,
     now,
     read_json,
-    trial_row,
     write_json,
-    write_parquet,
+    write_trial,
 )
 from explorer.studies import varying
 from nest_core import ImageData, Synthesis, SynthesisConfig, load_dataset
@@ -118,14 +112,6 @@ def _next_attempt(folder: Path, node: dict[str, str]) -> tuple[int, str]:
     return info["attempts"] - 1, info["started_at"]
 
 
-def _write_trial(folder: Path, record: dict[str, Any]) -> None:
-    """``storage.write_trial`` plus the node columns in the row: events, row, result.json."""
-    write_parquet(folder / EVENTS, history_frame(record))
-    row = {**trial_row(record), **{k: record.get(k, "") for k in NODE_COLUMNS}}
-    write_parquet(folder / ROW, pd.DataFrame([row]))
-    write_json(folder / RESULT, record)  # last: the mark of a finished trial
-
-
 def _saved_state(checkpoint: Any, own: Path) -> dict | None:
     """The state of Ray's checkpoint (a retry), else of the trial's own state file (a
     restart after the driver died), else None (a fresh start)."""
@@ -197,7 +183,7 @@ def run_trial(config: dict[str, Any], *, trials_dir: str, data_dir: str | None, 
         "wall_seconds": time.perf_counter() - start, "config": cfg.to_dict(),
         "target_error": cfg.target, "result": result, "history": history, **node,
     }
-    _write_trial(folder, record)
+    write_trial(folder, record, NODE_COLUMNS)
     (folder / STATE).unlink(missing_ok=True)
     tune.report(metrics({**cfg.to_dict(), **(result or {}), "error": error}, objectives,
                         cfg.target, status))
