@@ -1,7 +1,7 @@
 """Result files of a sweep: atomic writes, per-trial rows, the merge into parquet, manifest.
 
-Every file is written to a temp file in its own folder, fsynced and moved over the target
-with ``os.replace``, so readers see the old file or the new one, never a partial one. Each
+Every file is written through ``nest_core.atomic`` (a temp file in its own folder, fsynced
+and moved over the target), so readers see the old file or the new one, never a partial one. Each
 trial writes only its own folder ``<exp>/trials/<config_id>/`` (attempts.json, state.pt while
 it runs, then events.parquet, row.parquet and result.json, the mark of a finished trial); the
 driver alone merges them into ``trials.parquet`` and ``history.parquet``, one row per
@@ -15,19 +15,18 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import platform
 import subprocess
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pandas as pd
 
 from explorer.schema import HISTORY_COLUMNS, SCHEMA_VERSION, TRIAL_COLUMNS
+from nest_core.atomic import Writer, atomic_write, atomic_write_many
 
 TRIALS, HISTORY, MANIFEST = "trials.parquet", "history.parquet", "manifest.json"
 RESULT, ROW, EVENTS = "result.json", "row.parquet", "events.parquet"
@@ -38,27 +37,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write(file)`` on a temp file next to ``path``, fsync it, then move it over."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -136,13 +114,20 @@ def history_frame(record: dict[str, Any]) -> pd.DataFrame:
     return df.astype({"val_error": "float64", "seconds": "float64"})
 
 
-def write_trial(folder: Path, record: dict[str, Any], extra: tuple[str, ...] = ()) -> None:
-    """Write a finished trial's own files: events, row (plus the record's ``extra`` keys as
-    columns, "" when missing), then result.json (the done mark)."""
-    write_parquet(folder / EVENTS, history_frame(record))
+def write_trial(folder: Path, record: dict[str, Any], extra: tuple[str, ...] = (),
+                files: dict[str, Writer] | None = None) -> None:
+    """Write a finished trial's own files: ``files`` (name -> writer, e.g. model.pt), events,
+    row (plus the record's ``extra`` keys as columns, "" when missing), then result.json (the
+    done mark). All are staged before any is renamed, so a failed write replaces none."""
     row = {**trial_row(record), **{k: record.get(k, "") for k in extra}}
-    write_parquet(folder / ROW, pd.DataFrame([row]))
-    write_json(folder / RESULT, record)
+    events, rows = history_frame(record), pd.DataFrame([row])
+    text = json.dumps(_jsonable(record), indent=2).encode()
+    atomic_write_many({
+        **{folder / name: write for name, write in (files or {}).items()},
+        folder / EVENTS: lambda f: events.to_parquet(f, index=False),
+        folder / ROW: lambda f: rows.to_parquet(f, index=False),
+        folder / RESULT: lambda f: f.write(text),
+    })
 
 
 def finished_record(folder: Path) -> dict | None:

@@ -13,9 +13,16 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from nest_core.atomic import WriteError, atomic_write_many, check_writable
 from nest_core.config import BUDGETS, METHODS, SynthesisConfig
-from nest_core.data import DATASETS, DataNotFoundError, load_dataset, resolve_device
-from nest_core.export import save_compact
+from nest_core.data import (
+    DATASETS,
+    VAL_FRACTION,
+    DataNotFoundError,
+    load_dataset,
+    resolve_device,
+)
+from nest_core.export import compact_writer
 from nest_core.measures import format_table
 from nest_core.methods import make_synthesis
 from nest_core.models import SEEDS
@@ -61,6 +68,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--image-size", type=int, default=0,
                    help="resize images to N x N (>= 0; 0: the dataset's own size, 64 for "
                         "imagefolder)")
+    p.add_argument("--val-fraction", type=float, default=VAL_FRACTION,
+                   help="share of the training images held out for validation, in (0, 1) "
+                        "(default 1/12: 5,000 of MNIST's 60,000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--out", required=True, help="output folder")
@@ -94,15 +104,19 @@ def main(argv: list[str] | None = None) -> int:
             prune_tolerance=args.prune_tolerance, growth_patience=args.growth_patience,
             prune_flops=args.prune_flops,
             **_budget_override(args))
+        out = Path(args.out)
+        check_writable(out)  # before any training: an unwritable --out fails now
         device = resolve_device(args.device)
         data = load_dataset(cfg.dataset, root=args.data_dir, device=device,
-                            train_limit=cfg.budget_spec.train_limit, image_size=cfg.image_size)
+                            train_limit=cfg.budget_spec.train_limit, image_size=cfg.image_size,
+                            val_fraction=args.val_fraction)
         synth = make_synthesis(cfg, data)  # e.g. images too small for the model's layers
+    except WriteError as e:
+        print(f"error: --out: {e}", file=sys.stderr)
+        return 2
     except (ValueError, DataNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     print(f"config {cfg.config_id}: {cfg.model} r={cfg.ratio} d={cfg.density} "
           f"alpha={cfg.alpha} beta={cfg.beta} budget={cfg.budget} on {device}", flush=True)
     start = time.perf_counter()
@@ -111,10 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteLossError as e:
         print(f"error: synthesis failed: {e}", file=sys.stderr)
         return 1
-    save_compact(synth.net, out / "model.pt", extra={"config_id": cfg.config_id})
-    tmp = out / "result.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(out / "result.json")
+    text = json.dumps(result, indent=2).encode()
+    try:  # both staged (written, fsynced) before either is renamed into place
+        atomic_write_many({out / "model.pt": compact_writer(synth.net, {"config_id":
+                                                                       cfg.config_id}),
+                           out / "result.json": lambda f: f.write(text)})
+    except OSError as e:  # a full disk, a folder made read-only meanwhile: no partial file
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(format_table(result["layers"], (result["dense_params"], result["dense_flops"])))
     print(f"post-growth params {result['post_growth_params']:,} "
           f"(val error {result['post_growth_val_error']:.4f}, target {cfg.target} "

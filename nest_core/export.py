@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from nest_core.atomic import Writer, atomic_write
 from nest_core.layers import MaskedConv2d, masked_layers
 from nest_core.models import Net, architecture_from_dict, build_net
 from nest_core.surgery import keep_batchnorm, keep_units
@@ -59,8 +60,9 @@ def rebuild(architecture: dict, state_dict: dict, area_masks: dict) -> Net:
     return net
 
 
-def save_compact(net: Net, path: str | Path, extra: dict | None = None) -> None:
-    """Save ``compact(net)`` as {architecture, state_dict, areas, extra}."""
+def compact_writer(net: Net, extra: dict | None = None) -> Writer:
+    """A writer of ``compact(net)`` as {architecture, state_dict, areas, extra}, for
+    ``nest_core.atomic`` (the compact copy is made now, the bytes when it is called)."""
     small = compact(net)
     payload = {
         "architecture": small.architecture().to_dict(),
@@ -68,7 +70,12 @@ def save_compact(net: Net, path: str | Path, extra: dict | None = None) -> None:
         "areas": areas(small),
         "extra": extra or {},
     }
-    torch.save(payload, path)
+    return lambda f: torch.save(payload, f)
+
+
+def save_compact(net: Net, path: str | Path, extra: dict | None = None) -> None:
+    """Save ``compact(net)`` atomically (temp file, fsync, rename): never a partial file."""
+    atomic_write(Path(path), compact_writer(net, extra))
 
 
 def load_compact(path: str | Path, device: str | torch.device = "cpu") -> Net:

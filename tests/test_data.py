@@ -15,8 +15,11 @@ from nest_core.data import (
     read_idx,
     read_idx_pair,
     resolve_root,
+    val_count,
     write_idx,
 )
+from nest_core.data.datasets import SPLIT_SEED
+from tests.idx_data import make_idx_mnist
 
 
 def test_idx_round_trip(tmp_path):
@@ -151,3 +154,69 @@ def test_idx_validation_holds_under_python_O(tmp_path):
             "except ValueError as e:\n    print('ValueError', e)\n")
     out = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True)
     assert "ValueError" in out.stdout and "payload length" in out.stdout, out.stderr
+
+
+def test_val_fraction_keeps_mnist_split(mnist_dir):
+    """The default 1/12 is exactly MNIST's old 5,000: the same images validate as before."""
+    data = load_dataset("mnist", root=mnist_dir, device="cpu", train_limit=10)
+    order = torch.randperm(60000, generator=torch.Generator().manual_seed(SPLIT_SEED))
+    y = read_idx(mnist_dir / "MNIST" / "raw" / "train-labels-idx1-ubyte", "labels").long()
+    assert len(data.val) == 5000 and torch.equal(data.val.y, y[order[:5000]])
+    assert torch.equal(data.train.y, y[order[5000:5010]])
+
+
+def test_val_count():
+    assert (val_count(60000), val_count(1500), val_count(300)) == (5000, 125, 25)
+    assert val_count(1000, 0.2) == 200
+    assert val_count(10) == 1  # 10/12 rounds to 1
+    with pytest.raises(ValueError, match=r"raise --val-fraction to at least 0\.1\b"):
+        val_count(10, 0.01)
+    for bad in (0.0, 1.0, -0.5):
+        with pytest.raises(ValueError, match="allowed \\(0, 1\\)"):
+            val_count(100, bad)
+
+
+def test_val_count_messages_say_how_to_fix():
+    with pytest.raises(ValueError, match="leaves no validation image; raise --val-fraction"):
+        val_count(5)
+    with pytest.raises(ValueError, match="leaves no training image; lower --val-fraction"):
+        val_count(5, 0.95)
+
+
+def test_small_idx_dataset_loads(tmp_path):
+    make_idx_mnist(tmp_path, 300, 50)
+    data = load_dataset("mnist", root=tmp_path, device="cpu", download=False)
+    assert (len(data.train), len(data.val), len(data.test)) == (275, 25, 50)
+    half = load_dataset("mnist", root=tmp_path, device="cpu", download=False,
+                        val_fraction=0.5)
+    assert (len(half.train), len(half.val)) == (150, 150)
+    make_idx_mnist(tmp_path / "tiny", 5, 5)
+    with pytest.raises(ValueError, match="5 images.*raise --val-fraction"):
+        load_dataset("mnist", root=tmp_path / "tiny", device="cpu", download=False)
+
+
+def test_cli_too_small_data_exits_2(tmp_path, capsys):
+    from nest_core.__main__ import main
+
+    make_idx_mnist(tmp_path, 5, 5)
+    code = main(["lenet300", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--val-fraction" in err
+    assert main(["lenet300", "--data-dir", str(tmp_path), "--val-fraction", "1.5",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "val_fraction=1.5 is out of range" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "result.json").exists()
+
+
+@pytest.mark.slow
+def test_cli_runs_on_1500_images(tmp_path, mnist_dir):
+    """The bar: 1,500 training images in MNIST's format, --data-dir and no other flags."""
+    import subprocess
+    import sys
+
+    make_idx_mnist(tmp_path / "d", 1500, 500, source=mnist_dir)
+    run = subprocess.run([sys.executable, "-m", "nest_core", "lenet300", "--budget", "smoke",
+                          "--data-dir", str(tmp_path / "d"), "--out", str(tmp_path / "o"),
+                          "--quiet"], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (tmp_path / "o" / "result.json").is_file() and (tmp_path / "o" / "model.pt").is_file()

@@ -4,6 +4,7 @@ a generated ``synthetic`` dataset and streamed ImageNet-style ``imagefolder`` da
 from nest_core.data.augment import AffineDistortion
 from nest_core.data.datasets import (
     DATASETS,
+    VAL_FRACTION,
     DataNotFoundError,
     ImageData,
     Split,
@@ -13,6 +14,7 @@ from nest_core.data.datasets import (
     resolve_device,
     resolve_root,
     split_batches,
+    val_count,
 )
 from nest_core.data.folder import FolderData, ImageFiles, load_image_folder, read_image
 from nest_core.data.idx import read_idx, read_idx_pair, write_idx
@@ -21,6 +23,7 @@ from nest_core.data.synthetic import class_templates, load_synthetic
 __all__ = [
     "AffineDistortion",
     "DATASETS",
+    "VAL_FRACTION",
     "DataNotFoundError",
     "FolderData",
     "ImageData",
@@ -38,5 +41,6 @@ __all__ = [
     "resolve_device",
     "resolve_root",
     "split_batches",
+    "val_count",
     "write_idx",
 ]

@@ -1,7 +1,8 @@
 """In-memory image datasets: whole splits held as tensors on the device, served by indexing.
 
-The training set is split once, with a fixed seed, into train and validation parts; all
-synthesis decisions use validation error and the test set is only for final reporting.
+The training set is split once, with a fixed seed, into train and validation parts (the
+validation part a fraction of it, 1/12 by default: MNIST's 5,000 of 60,000); all synthesis
+decisions use validation error and the test set is only for final reporting.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from nest_core.data.folder import FolderData
 
 DEFAULT_ROOT = "./data"
-VAL_SIZE = 5000
+VAL_FRACTION = 1 / 12  # of the training images; 5,000 of MNIST's 60,000
 SPLIT_SEED = 20171106  # the NeST preprint's submission date; fixed so splits never move
 
 
@@ -169,6 +170,28 @@ def _load_idx_folder(folder: str, root: Path, download: bool) -> dict[str, tuple
     }
 
 
+def val_count(n: int, val_fraction: float = VAL_FRACTION) -> int:
+    """How many of ``n`` training images validate; ValueError saying how to fix it when the
+    fraction is out of range or leaves an empty part.
+
+    >>> val_count(60000), val_count(1500)
+    (5000, 125)
+    """
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction={val_fraction} is out of range: allowed (0, 1) "
+                         "(--val-fraction)")
+    count = round(n * val_fraction)
+    if count < 1:
+        raise ValueError(f"the training set has {n} images: a validation fraction of "
+                         f"{val_fraction:.4g} leaves no validation image; raise --val-fraction "
+                         f"to at least {1 / max(n, 1):.4g}, or add training images")
+    if count >= n:
+        raise ValueError(f"the training set has {n} images: a validation fraction of "
+                         f"{val_fraction:.4g} leaves no training image; lower --val-fraction "
+                         f"(e.g. 1/12), or add training images")
+    return count
+
+
 def _to_split(x: torch.Tensor, y: torch.Tensor, device: torch.device, image_size: int) -> Split:
     x = x.to(device=device, dtype=torch.float32).div_(255.0).unsqueeze(1)  # (N, 1, H, W)
     return Split(resize_images(x, image_size), y.to(device=device, dtype=torch.int64))
@@ -179,12 +202,13 @@ def load_idx_dataset(
     root: str | Path | None = None,
     device: str | torch.device = "auto",
     download: bool = True,
-    val_size: int = VAL_SIZE,
+    val_fraction: float = VAL_FRACTION,
     train_limit: int | None = None,
     image_size: int = 0,
 ) -> ImageData:
     """Load an MNIST-layout dataset (``<root>/<folder>/raw/*-ubyte``) onto ``device``.
 
+    ``val_fraction`` of the training images (rounded) validate, the rest train;
     ``train_limit`` keeps only the first n training samples after the split (smoke runs);
     ``image_size`` > 0 resizes every image to image_size x image_size (0: 28 x 28).
     """
@@ -193,8 +217,7 @@ def load_idx_dataset(
     root, device = resolve_root(root), resolve_device(device)
     arrays = _load_idx_folder(folder, root, download)
     x, y = arrays["train"]
-    if not 0 < val_size < len(x):
-        raise ValueError(f"val_size must be in (0, {len(x)}), got {val_size}")
+    val_size = val_count(len(x), val_fraction)
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(SPLIT_SEED))
     val_idx, train_idx = order[:val_size], order[val_size:]
     if train_limit is not None:
@@ -217,8 +240,11 @@ DATASETS: dict[str, Loader] = {
 }
 
 
-def load_dataset(name: str, image_size: int = 0, **kwargs) -> ImageData | FolderData:
-    """Load a registered dataset by name; ``image_size`` > 0 resizes images to that square.
+def load_dataset(name: str, image_size: int = 0, val_fraction: float | None = None,
+                 **kwargs) -> ImageData | FolderData:
+    """Load a registered dataset by name; ``image_size`` > 0 resizes images to that square,
+    ``val_fraction`` (None: the dataset's default) sets the share of training images held
+    out for validation.
 
     >>> data = load_dataset("mnist", root="../shared/data", image_size=32)  # doctest: +SKIP
     >>> data.image_shape  # doctest: +SKIP
@@ -228,4 +254,6 @@ def load_dataset(name: str, image_size: int = 0, **kwargs) -> ImageData | Folder
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
     if image_size < 0:
         raise ValueError(f"image_size={image_size} is out of range: allowed >= 0 (0: own size)")
+    if val_fraction is not None:
+        kwargs["val_fraction"] = val_fraction
     return DATASETS[name](image_size=image_size, **kwargs)

@@ -27,6 +27,7 @@ from nest_core.data.datasets import (
     resolve_device,
     resolve_root,
     split_batches,
+    val_count,
 )
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -181,10 +182,12 @@ def load_image_folder(
     val_limit: int = 5000,
     test_limit: int = 5000,
     workers: int | None = None,
+    val_fraction: float | None = None,
 ) -> FolderData:
     """Open ``root`` (``root/train/<class>/*``, optional ``root/val``, ``root/test``).
 
-    A missing val or test folder is held out of train (at most 1/10 of it each, fixed seed);
+    A missing val or test folder is held out of train (at most 1/10 of it each, fixed seed;
+    ``val_fraction`` sets the val share instead);
     val and test keep at most val_limit / test_limit random images (fixed seed).
     ``image_size`` 0 means 64; ``workers`` None means min(4, CPUs); ``download`` is unused.
     """
@@ -211,7 +214,8 @@ def load_image_folder(
             pick = torch.randperm(len(own), generator=g)[:limit].sort().values.tolist()
             chosen = [own[i] for i in pick]
         else:
-            take = min(limit, len(samples) // HOLDOUT_SHARE)
+            take = (min(limit, len(samples) // HOLDOUT_SHARE) if part == "test"
+                    or val_fraction is None else val_count(len(samples), val_fraction))
             if take < 1:
                 raise ValueError(f"{root / 'train'} has {len(samples)} images: too few to hold "
                                  f"out a {part} split; add {root / part}/<class>/<image>")

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from nest_core.data.datasets import DATASETS, ImageData, Split, resolve_device
+from nest_core.data.datasets import DATASETS, ImageData, Split, resolve_device, val_count
 
 NATIVE_SIZE = 32  # the dataset's own image size (image_size=0)
 TEMPLATE_SIZE = 8  # class templates are drawn at this size and upsampled
@@ -60,8 +60,10 @@ def load_synthetic(
     test_size: int = 500,
     noise: float = 0.5,
     seed: int = 0,
+    val_fraction: float | None = None,
 ) -> ImageData:
-    """Generate the ``synthetic`` dataset on ``device`` (``root`` and ``download`` are unused).
+    """Generate the ``synthetic`` dataset on ``device`` (``root`` and ``download`` are unused;
+    ``val_fraction``, when given, sets val_size to that share of train_size).
 
     >>> data = load_synthetic(device="cpu", train_limit=100)
     >>> data.image_shape, len(data.train), len(data.val), data.num_classes
@@ -75,6 +77,8 @@ def load_synthetic(
             raise ValueError(f"{name}={value} is out of range: allowed >= {low}")
     if not noise >= 0:
         raise ValueError(f"noise={noise} is out of range: allowed >= 0")
+    if val_fraction is not None:
+        val_size = val_count(train_size, val_fraction)
     if train_limit is not None:
         train_size = min(train_size, train_limit)
     size = image_size or NATIVE_SIZE
