@@ -48,8 +48,8 @@ class Budget:
 BUDGETS: dict[str, Budget] = {
     "smoke": Budget(train_limit=3000, warmup_epochs=1, growth_steps=2, growth_epochs=1,
                     prune_steps=2, retrain_epochs=1, final_epochs=0, area_steps=1),
-    "quick": Budget(train_limit=None, warmup_epochs=2, growth_steps=15, growth_epochs=3,
-                    prune_steps=40, retrain_epochs=2, final_epochs=15, area_steps=3),
+    "quick": Budget(train_limit=None, warmup_epochs=4, growth_steps=15, growth_epochs=3,
+                    prune_steps=40, retrain_epochs=2, final_epochs=10, area_steps=3),
     "paper": Budget(train_limit=None, warmup_epochs=5, growth_steps=30, growth_epochs=5,
                     prune_steps=80, retrain_epochs=3, final_epochs=30, area_steps=8),
 }
@@ -82,6 +82,9 @@ class SynthesisConfig:
     batch_size: int = 128
     grad_samples: int = 10000  # training samples over which growth gradients are summed
     growth_patience: int = 3  # growth ends after this many steps without a new best val error
+    eval_epochs: float = 0.25  # epochs of training between validation checks
+    plateau_patience: int = 2  # checks without a new best val error: a plateau (grow again)
+    prune_lr: float = 0.5  # learning rate of pruning and fine-tuning, as a share of lr
     connection_growth: float = 0.2  # Policy 1: connections added per layer, share of active
     connection_birth: float = 0.1  # Policy 1: mean |w| of new connections / mean |W| of layer
     neurons_per_step: int = 10  # Algorithm 1: neurons added per hidden layer per growth step
@@ -91,7 +94,7 @@ class SynthesisConfig:
     area_gamma: float = 0.1  # Algorithm 2: percentile of contributions masked per iteration
     prune_fraction: float = 0.2  # Policy 4: share of each layer's active weights pruned per step
     min_prune_fraction: float = 0.02  # the step is halved on failure until it falls below this
-    prune_tolerance: float = 0.002  # pruning keeps validation error <= reference + tolerance
+    prune_tolerance: float = 0.0  # pruning keeps validation error <= reference + tolerance
     prune_flops: bool = False  # Policy 4: also balance per-layer shares by FLOPs, not weights only
     neuron_threshold: float = 0.0  # prune neurons whose mean |output| on validation is <= this
     distill: bool = False  # adaptive baseline: add a distillation loss from a dense teacher
@@ -120,6 +123,12 @@ class SynthesisConfig:
         for name in ("lr", "connection_growth", "prune_fraction", "min_prune_fraction"):
             if not 0 < getattr(self, name) <= (10 if name == "lr" else 1):
                 _bad(name, getattr(self, name), "in (0, 1]" if name != "lr" else "in (0, 10]")
+        if not 0 < self.eval_epochs <= 100:
+            _bad("eval_epochs", self.eval_epochs, "0 < eval_epochs <= 100")
+        if self.plateau_patience < 1:
+            _bad("plateau_patience", self.plateau_patience, ">= 1")
+        if not 0 < self.prune_lr <= 1:
+            _bad("prune_lr", self.prune_lr, "0 < prune_lr <= 1")
         if not 0 < self.area_gamma < 1:
             _bad("area_gamma", self.area_gamma, "0 < area_gamma < 1")
         if self.image_size < 0:

@@ -10,6 +10,7 @@ interrupted synthesis resumes where it stopped.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable
 
@@ -28,7 +29,7 @@ from nest_core.models import Net, build_seed, seed_architecture
 from nest_core.partial_area import partial_area_step
 from nest_core.prune import magnitude_prune, prune_dead_units
 from nest_core.result import build_result
-from nest_core.train import error_rate, grad_batches, train_samples
+from nest_core.train import Trainer, error_rate, grad_batches
 
 
 def display_names(net: Net) -> dict[str, str]:
@@ -39,7 +40,7 @@ def display_names(net: Net) -> dict[str, str]:
 
 
 StepCallback = Callable[[dict, "Synthesis"], None]
-STAGES = ("warmup", "growth", "pruning", "partial_area", "final", "done")
+STAGES = ("warmup", "growth", "pruning", "final", "partial_area", "done")
 
 
 class Synthesis:
@@ -61,6 +62,8 @@ class Synthesis:
         self.prune_fraction = cfg.prune_fraction
         self.reference = float("nan")  # validation error pruning must hold
         self.distortion = AffineDistortion() if cfg.distortion else None
+        self.trainer = Trainer(self.net, data, cfg.optimizer, cfg.lr, cfg.batch_size,
+                               self.generator, self.distortion)
 
     # ---- bookkeeping -------------------------------------------------------------------
     @property
@@ -70,11 +73,40 @@ class Synthesis:
     def _epochs(self, epochs: float) -> int:
         return int(round(epochs * len(self.data.train)))
 
-    def _train(self, epochs: float, kind: str, lr_scale: float = 1.0) -> None:
-        seen = train_samples(self.net, self.data, self._epochs(epochs), self.cfg.optimizer,
-                             self.cfg.lr * lr_scale, self.cfg.batch_size, self.generator,
-                             self.distortion)
-        self.samples[kind] += seen
+    def _train(self, epochs: float, kind: str, lr_scale: float | tuple = 1.0) -> None:
+        """Train ``epochs`` with the run's optimizer at ``cfg.lr`` times ``lr_scale`` (a
+        constant, or (start, end) of a half-cosine over the call)."""
+        if self.trainer.model is not self.net:  # a method replaced the network outright
+            self.trainer = Trainer(self.net, self.data, self.cfg.optimizer, self.cfg.lr,
+                                   self.cfg.batch_size, self.generator, self.distortion)
+        lr = (tuple(self.cfg.lr * s for s in lr_scale) if isinstance(lr_scale, tuple)
+              else self.cfg.lr * lr_scale)
+        self.samples[kind] += self.trainer.train(self._epochs(epochs), lr)
+
+    def _changed(self) -> None:
+        """The network's structure or masks changed: the optimizer follows it."""
+        self.trainer.sync(self.net)
+
+    def _train_until(self, max_epochs: float, kind: str, done: Callable[[float], bool],
+                     lr_scale: float = 1.0) -> bool:
+        """Train in chunks of ``cfg.eval_epochs``, evaluating after each, until
+        ``done(val_error)`` (True is returned), validation error has not improved for
+        ``cfg.plateau_patience`` chunks, or ``max_epochs`` are spent (False)."""
+        chunk = min(self.cfg.eval_epochs, max_epochs) if max_epochs > 0 else 0
+        spent, best, waited = 0.0, float("inf"), 0
+        while chunk > 0 and spent < max_epochs - 1e-9:
+            self._train(min(chunk, max_epochs - spent), kind, lr_scale)
+            spent += chunk
+            err = self._evaluate()
+            if done(err):
+                return True
+            if err < best:
+                best, waited = err, 0
+            else:
+                waited += 1
+                if waited >= self.cfg.plateau_patience:
+                    break
+        return done(self.val_error)
 
     def _log(self, phase: str, layer: str = "", added: int = 0, removed: int = 0,
              detail: str = "") -> None:
@@ -105,40 +137,49 @@ class Synthesis:
 
     # ---- stages ------------------------------------------------------------------------
     def _warmup(self) -> None:
-        self._train(self.budget.warmup_epochs, "growth")
-        self._evaluate()
+        """Seed training: until the target, a plateau or ``warmup_epochs``."""
+        self._train_until(self.budget.warmup_epochs, "growth",
+                          lambda err: err <= self.cfg.target)
         self._log("warmup")
         self.stage = "growth"
 
+    def _gap(self) -> float:
+        """How far growth still has to go, in (0, 1]: (val error - target) / target, capped
+        at 1. Growth amounts scale with it, so steps shrink as the target nears."""
+        target = self.cfg.target
+        return min(1.0, max(0.05, (self.val_error - target) / max(target, 1e-9)))
+
     def _grow_once(self) -> None:
-        """One growth iteration: connections (Policy 1), neurons (Algorithm 1), training."""
-        cfg = self.cfg
+        """One growth iteration: connections (Policy 1), neurons (Algorithm 1) and feature
+        maps (Policy 3), each scaled by ``_gap()``, then training until the validation error
+        reaches the target or stops improving."""
+        cfg, gap = self.cfg, self._gap()
         batches = list(grad_batches(self.data, cfg.grad_samples, 1000, self.generator))
         self.samples["growth"] += sum(x.shape[0] for x, _ in batches)
         grads = dense_gradients(self.net, batches)
         few = batches[: max(1, cfg.neuron_grad_samples // 1000)]
         few_samples = sum(x.shape[0] for x, _ in few)
         names = display_names(self.net)
-        for name, n in grow_connections(self.net, grads, cfg.connection_growth,
+        for name, n in grow_connections(self.net, grads, cfg.connection_growth * gap,
                                         cfg.connection_birth).items():
             self._log("grow_connections", names[name], added=n)
-        if cfg.neurons_per_step > 0:
-            for j in range(len(self.net.fcs) - 1):
-                n = grow_neurons(self.net, j, cfg.neurons_per_step, few, cfg.alpha,
-                                 cfg.beta, self.generator)
-                self.samples["growth"] += n * few_samples
-                self._log("grow_neurons", f"fc{j + 1}", added=n)
-        if cfg.maps_per_step > 0:
-            for group in [g for g in self.net.unit_groups() if g.is_conv]:
-                for event in grow_feature_maps(self.net, group, cfg.maps_per_step, few[0],
-                                               cfg.map_candidates, cfg.density, cfg.alpha,
-                                               self.generator):
-                    self.samples["growth"] += few[0][0].shape[0] * (cfg.map_candidates + 1)
-                    self._log("grow_maps", group.name, added=event["added"], detail=(
-                        f"loss drop chosen {event['chosen_drop']:.4g}, "
-                        f"random {event['random_drop']:.4g}"))
-        self._train(self.budget.growth_epochs, "growth")
-        self._evaluate()
+        neurons = math.ceil(cfg.neurons_per_step * gap) if cfg.neurons_per_step else 0
+        for j in range(len(self.net.fcs) - 1 if neurons else 0):
+            n = grow_neurons(self.net, j, neurons, few, cfg.alpha, cfg.beta, self.generator)
+            self.samples["growth"] += n * few_samples
+            self._log("grow_neurons", f"fc{j + 1}", added=n)
+        maps = math.ceil(cfg.maps_per_step * gap) if cfg.maps_per_step else 0
+        for group in [g for g in self.net.unit_groups() if g.is_conv and maps]:
+            for event in grow_feature_maps(self.net, group, maps, few[0],
+                                           cfg.map_candidates, cfg.density, cfg.alpha,
+                                           self.generator):
+                self.samples["growth"] += few[0][0].shape[0] * (cfg.map_candidates + 1)
+                self._log("grow_maps", group.name, added=event["added"], detail=(
+                    f"loss drop chosen {event['chosen_drop']:.4g}, "
+                    f"random {event['random_drop']:.4g}"))
+        self._changed()
+        self._train_until(self.budget.growth_epochs, "growth",
+                          lambda err: err <= self.cfg.target)
         self._log("train")
 
     def _stalled(self) -> bool:
@@ -167,63 +208,83 @@ class Synthesis:
         self._prune_iteration(self._prune_step)
 
     def _prune_step(self) -> None:
-        """Policy 4: magnitude pruning, then dead units, then retraining."""
+        """Policy 4: magnitude pruning, then dead units (retraining follows in the loop)."""
         for name, n in magnitude_prune(self.net, self.prune_fraction,
                                        flops=self.cfg.prune_flops).items():
             self._log("prune", name, removed=n)
         for name, cut in prune_dead_units(self.net, self.data.val.x,
                                           self.cfg.neuron_threshold).items():
             self._log("prune_neurons", name, removed=cut)
-        self._train(self.budget.retrain_epochs, "pruning", lr_scale=0.5)
 
     def _prune_iteration(self, prune: Callable[[], None]) -> None:
-        """One pruning iteration: ``prune()`` removes and retrains; when the validation error
-        then exceeds the reference the step is undone and ``prune_fraction`` halved. Ends at
-        the step budget or once the fraction falls below ``min_prune_fraction``."""
+        """One pruning iteration: ``prune()`` removes, then retraining in chunks stops as soon
+        as the validation error is back at or below the reference (at most
+        ``retrain_epochs``); when it is not, the network and optimizer state are restored and
+        ``prune_fraction`` halved. So the network kept is always the smallest that held the
+        reference. Ends at the step budget or below ``min_prune_fraction``."""
         if (self.step >= self.budget.prune_steps
                 or self.prune_fraction < self.cfg.min_prune_fraction):
-            self.stage, self.step = "partial_area", 0
+            self.stage, self.step = "final", 0
             return
         self.step += 1
-        good, before = copy.deepcopy(self.net), count_params(self.net)
+        good, saved = copy.deepcopy(self.net), self.trainer.snapshot()
+        before, good_error = count_params(self.net), self.val_error
         prune()
-        self._evaluate()
+        self._changed()
+        self._train_until(self.budget.retrain_epochs, "pruning",
+                          lambda err: err <= self.reference, lr_scale=self.cfg.prune_lr)
         self._log("retrain")
         if self.val_error > self.reference:  # retraining could not hold the error: roll back
             detail = (f"fraction {self.prune_fraction:.3g} gave val error {self.val_error:.4f}"
                       f" > {self.reference:.4f}; restored, fraction halved")
-            self.net = good
-            self._evaluate()
+            self.net, self.val_error = good, good_error
+            self.trainer.restore(self.net, saved)
             self._log("rollback", added=before - count_params(self.net), detail=detail)
             self.prune_fraction /= 2
 
     def _partial_area(self) -> None:
-        """Algorithm 2 on conv layers: mask low-contribution output positions, retrain, and
-        keep the step only while validation error holds the reference."""
+        """Algorithm 2 on conv layers, after the final fine-tuning: mask low-contribution
+        output positions, retrain until the validation error is back within the reference,
+        and keep the step only then (the first rejection ends the stage)."""
         if not self.net.convs or self.step >= self.budget.area_steps:
-            self.stage, self.step = "final", 0
+            self.stage, self.step = "done", 0
             return
         self.step += 1
-        good = copy.deepcopy(self.net)
+        good, saved, good_error = copy.deepcopy(self.net), self.trainer.snapshot(), self.val_error
         x = next(grad_batches(self.data, 1000, 1000, self.generator))[0]
         masked = partial_area_step(self.net, x, self.cfg.area_gamma)
-        self._train(self.budget.retrain_epochs, "pruning", lr_scale=0.5)
-        if self._evaluate() <= self.reference:
+        self._changed()
+        if self._train_until(self.budget.retrain_epochs, "pruning",
+                             lambda err: err <= self.reference, lr_scale=self.cfg.prune_lr):
             for name, n in masked.items():
                 self._log("partial_area", name, removed=n)
         else:
             self._log("partial_area", "", detail=f"rejected: val error {self.val_error:.4f}")
-            self.net = good
-            self._evaluate()
+            self.net, self.val_error = good, good_error
+            self.trainer.restore(self.net, saved)
             self.step = self.budget.area_steps  # stop: areas only shrink from here
 
     def _final(self) -> None:
-        before, good = self.val_error, copy.deepcopy(self.net)
-        self._train(self.budget.final_epochs, "pruning", lr_scale=0.5)
-        if self._evaluate() > max(before, self.reference):
-            self.net, self.val_error = good, before
+        """Fine-tune the pruned network on a half-cosine from ``prune_lr`` x lr to lr/20, in
+        chunks; keep the checkpoint of lowest validation error (same params)."""
+        epochs, chunk = self.budget.final_epochs, self.cfg.eval_epochs
+        best = (self.val_error, copy.deepcopy(self.net))
+        done, lr0 = 0.0, self.cfg.prune_lr
+
+        def lr_at(t: float) -> float:
+            return 0.05 + (lr0 - 0.05) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+        while epochs > 0 and done < epochs - 1e-9:
+            step = min(chunk, epochs - done)
+            self._train(step, "pruning", (lr_at(done / epochs), lr_at((done + step) / epochs)))
+            done += step
+            if self._evaluate() < best[0]:
+                best = (self.val_error, copy.deepcopy(self.net))
+        if best[1] is not None and self.val_error > best[0]:
+            self.net, self.val_error = best[1], best[0]
+            self._changed()
         self._log("final")
-        self.stage = "done"
+        self.stage = "partial_area"
 
     def advance(self) -> None:
         """Run one iteration of the current stage, timing it against its phase."""
@@ -253,6 +314,7 @@ class Synthesis:
             "history": [e.to_dict() for e in self.history], "val_error": self.val_error,
             "post_growth": self.post_growth, "prune_fraction": self.prune_fraction,
             "reference": self.reference,
+            "optimizer": self.trainer.state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -262,6 +324,7 @@ class Synthesis:
         self.net = rebuild(state["architecture"], state["model"], state["areas"]).to(self.device)
         self.generator.set_state(state["generator"])
         self.history = [Event(**e) for e in state["history"]]
+        self.trainer.restore(self.net, state.get("optimizer"))
         for key in ("stage", "step", "seconds", "samples", "val_error", "post_growth",
                     "prune_fraction", "reference"):
             setattr(self, key, state[key])

@@ -1,14 +1,17 @@
 """Training and evaluation loops shared by every phase of a synthesis.
 
-A fresh optimizer is made per call: growth and pruning change the parameters between calls,
-and dormant weights must not inherit stale momentum (``attach_mask_enforcer`` zeroes them
-after every step). On CUDA, forward passes run under bfloat16 autocast (``amp``) where the
-GPU supports it; on the CPU they run exactly as written, in float32.
+A synthesis keeps one ``Trainer`` (one optimizer) for its whole run; growth and pruning
+re-point it at the changed parameters (``optim_state.sync_optimizer``), and the mask
+enforcer zeroes dormant weights after every step. Training runs under bfloat16 autocast
+(``amp``) where the hardware has native bf16 (CUDA, or AVX-512 BF16 / AMX CPUs), with
+channels_last inputs for conv nets on the CPU; evaluation and every synthesis decision
+(errors, gradients for growth, magnitudes for pruning) stay in float32.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 
 import torch
@@ -17,6 +20,12 @@ from torch import nn
 
 from nest_core.data import AffineDistortion, FolderData, ImageData, Split
 from nest_core.layers import attach_mask_enforcer
+from nest_core.optim_state import (
+    load_state_by_name,
+    param_names,
+    state_by_name,
+    sync_optimizer,
+)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -24,26 +33,130 @@ class NonFiniteLossError(RuntimeError):
 
 
 def use_amp(model: nn.Module, amp: bool = True) -> bool:
-    """Whether ``model`` runs under bfloat16 autocast: ``amp``, on a CUDA GPU that has bf16."""
+    """Whether ``model`` trains under bfloat16 autocast: ``amp``, on a CUDA GPU with bf16 or
+    on a CPU with native bf16 (AVX-512 BF16 or AMX); elsewhere it trains in float32."""
     param = next(model.parameters(), None)
-    on_cuda = param is not None and param.device.type == "cuda"
-    return amp and on_cuda and torch.cuda.is_bf16_supported()
+    if not amp or param is None:
+        return False
+    if param.device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return param.device.type == "cpu" and cpu_has_bf16()
 
 
-def autocast(enabled: bool) -> contextlib.AbstractContextManager:
-    """bfloat16 CUDA autocast when ``enabled``, else a no-op (the CPU path is untouched)."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """True on CPUs with native bfloat16 arithmetic (AVX-512 BF16 or AMX tiles)."""
+    cpu = getattr(torch, "cpu", None)
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        fn = getattr(cpu, probe, None)
+        if fn is not None and fn():
+            return True
+    return False
+
+
+def autocast(enabled: bool, device_type: str = "cuda") -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on ``device_type`` when ``enabled``, else a no-op."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type, dtype=torch.bfloat16)
 
 
 def make_optimizer(model: nn.Module, kind: str, lr: float) -> torch.optim.Optimizer:
+    """An optimizer whose every step ends by zeroing ``model``'s dormant weights."""
+    opt = _optimizer(model, kind, lr)
+    attach_mask_enforcer(opt, model)
+    return opt
+
+
+def _optimizer(model: nn.Module, kind: str, lr: float) -> torch.optim.Optimizer:
     if kind == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=lr)
     elif kind == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True)
     else:
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {kind!r}")
-    attach_mask_enforcer(opt, model)
     return opt
+
+
+class Trainer:
+    """One optimizer kept across calls (growth and pruning re-point it with ``sync``), a
+    training loop over the in-memory data, bfloat16 autocast where the hardware has it and
+    channels_last inputs for conv nets. Evaluation (``error_rate``) stays in float32."""
+
+    def __init__(self, model: nn.Module, data: ImageData | FolderData, optimizer: str,
+                 lr: float, batch_size: int, generator: torch.Generator,
+                 distortion: AffineDistortion | None = None, amp: bool = True) -> None:
+        self.model, self.data, self.kind, self.lr = model, data, optimizer, lr
+        self.batch_size, self.generator, self.distortion = batch_size, generator, distortion
+        self.amp = amp
+        self.opt = _optimizer(model, optimizer, lr)
+        self.names = param_names(model)
+        self._hook = attach_mask_enforcer(self.opt, model)
+
+    def sync(self, model: nn.Module) -> None:
+        """Follow ``model`` after growth, pruning or a rollback (see ``optim_state``)."""
+        if model is not self.model:
+            self.model = model
+        self.names = sync_optimizer(self.opt, model, self.names)
+        self._hook.remove()
+        self._hook = attach_mask_enforcer(self.opt, model)
+
+    def state(self) -> dict:
+        """The optimizer state by parameter name, copied to the CPU (checkpoints)."""
+        return {name: {k: (v.detach().cpu().clone() if torch.is_tensor(v) else v)
+                       for k, v in s.items()}
+                for name, s in state_by_name(self.opt, self.names).items()}
+
+    snapshot = state
+
+    def restore(self, model: nn.Module, state: dict | None) -> None:
+        """Point the optimizer at ``model`` with ``state`` (from ``state()``; None: empty)."""
+        self.model, self.names = model, param_names(model)
+        self.opt.param_groups[0]["params"] = list(self.names.values())
+        self.opt.state.clear()
+        if state:
+            load_state_by_name(self.opt, self.names, state)
+        self._hook.remove()
+        self._hook = attach_mask_enforcer(self.opt, model)
+
+    def train(self, samples: int, lr: float | tuple[float, float] | None = None,
+              loss_fn=None) -> int:
+        """Train on ``samples`` samples (shuffled epochs, the last cut short); ``lr`` is a
+        constant or (start, end) of a half-cosine decay over the call. Returns samples."""
+        if samples <= 0:
+            return 0
+        start, end = (lr, lr) if not isinstance(lr, tuple) else lr
+        start = self.lr if start is None else start
+        end = self.lr if end is None else end
+        steps = max(1, math.ceil(samples / self.batch_size))
+        model, opt = self.model, self.opt
+        mixed = use_amp(model, self.amp)
+        device_type = next(model.parameters()).device.type
+        model.train()
+        seen, step = 0, 0
+        while seen < samples:
+            for x, y in self.data.batches(self.batch_size, self.generator, self.distortion):
+                if seen >= samples:
+                    break
+                scale = 0.5 * (1 + math.cos(math.pi * step / steps))
+                for group in opt.param_groups:
+                    group["lr"] = end + (start - end) * scale
+                if x.dim() == 4 and mixed and device_type == "cpu":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with autocast(mixed, device_type):
+                    out = model(x)
+                loss = (F.cross_entropy(out.float(), y) if loss_fn is None
+                        else loss_fn(x, y, out.float()))
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(
+                        f"non-finite training loss {loss.item()} at step {step}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                seen += x.shape[0]
+                step += 1
+        model.eval()
+        return seen
 
 
 def train_samples(
@@ -58,48 +171,28 @@ def train_samples(
     cosine: bool = True,
     amp: bool = True,
 ) -> int:
-    """Train on ``samples`` training samples (whole shuffled epochs, the last one cut short);
-    the learning rate decays on a half cosine to lr/20 when ``cosine``; ``amp``: bfloat16
-    autocast on CUDA (no effect on the CPU). Returns samples seen."""
-    if samples <= 0:
-        return 0
-    opt = make_optimizer(model, optimizer, lr)
-    steps = math.ceil(samples / batch_size)
-    mixed = use_amp(model, amp)
-    model.train()
-    seen, step = 0, 0
-    while seen < samples:
-        for x, y in data.batches(batch_size, generator, distortion):
-            if seen >= samples:
-                break
-            if cosine:
-                scale = 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / steps))
-                for group in opt.param_groups:
-                    group["lr"] = lr * scale
-            with autocast(mixed):
-                loss = F.cross_entropy(model(x), y)  # autocast keeps the loss in float32
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(f"non-finite training loss {loss.item()} at step {step}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            seen += x.shape[0]
-            step += 1
-    model.eval()
-    return seen
+    """Train with a fresh optimizer on ``samples`` samples; the learning rate decays on a
+    half cosine to lr/20 when ``cosine``. Returns samples seen."""
+    trainer = Trainer(model, data, optimizer, lr, batch_size, generator, distortion, amp)
+    return trainer.train(samples, (lr, lr / 20) if cosine else lr)
 
 
 @torch.no_grad()
-def error_rate(model: nn.Module, split: Split, batch_size: int = 2000, amp: bool = True
+def error_rate(model: nn.Module, split: Split, batch_size: int = 2000, amp: bool = False
                ) -> float:
-    """Share of misclassified samples of ``split`` (eval mode; bfloat16 on CUDA if ``amp``)."""
+    """Share of misclassified samples of ``split`` (eval mode, float32 unless ``amp``: every
+    decision of a synthesis is taken on float32 errors)."""
     was_training = model.training
     model.eval()
     wrong = 0
     mixed = use_amp(model, amp)
+    device_type = split.x.device.type
     for start in range(0, len(split), batch_size):
-        with autocast(mixed):
-            logits = model(split.x[start : start + batch_size])
+        x = split.x[start : start + batch_size]
+        if x.dim() == 4 and device_type == "cpu" and cpu_has_bf16():
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(mixed, device_type):
+            logits = model(x)
         wrong += int((logits.argmax(1) != split.y[start : start + batch_size]).sum())
     model.train(was_training)
     return wrong / len(split)

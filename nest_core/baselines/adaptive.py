@@ -89,9 +89,11 @@ class AdaptivePruning(DenseStart):
             teacher = self.teacher(x)
         return distillation_loss(logits, teacher, y)
 
-    def _train(self, epochs: float, kind: str, lr_scale: float = 1.0) -> None:
+    def _train(self, epochs: float, kind: str, lr_scale: float | tuple = 1.0) -> None:
         if self.teacher is None:
             return super()._train(epochs, kind, lr_scale)
+        if isinstance(lr_scale, tuple):
+            lr_scale = lr_scale[0]
         net = self.net
         self.samples[kind] += train_with_loss(
             net, self.data, self._epochs(epochs), lambda x, y: self._task_loss(net(x), x, y),

@@ -54,4 +54,4 @@ class DenseStart(Synthesis):
         self._growth()
 
     def _partial_area(self) -> None:
-        self.stage, self.step = "final", 0  # Algorithm 2 is NeST's, not the baselines'
+        self.stage, self.step = "done", 0  # Algorithm 2 is NeST's, not the baselines'

@@ -54,4 +54,3 @@ class NetworkTrimming(DenseStart):
         for name, cut in prune_dead_units(self.net, self.data.val.x,
                                           self.cfg.neuron_threshold).items():
             self._log("prune_neurons", name, removed=cut, detail="stranded")
-        self._train(self.budget.retrain_epochs, "pruning", lr_scale=0.5)

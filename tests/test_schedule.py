@@ -1,0 +1,159 @@
+"""The synthesis schedule: one optimizer that follows growth and pruning, growth on plateaus,
+pruning that never keeps a step above the reference, and the checkpoint that carries both."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nest_core import Synthesis, SynthesisConfig
+from nest_core.config import Budget
+from nest_core.grow_connections import grow_connections
+from nest_core.grow_neurons import grow_neurons
+from nest_core.layers import masked_layers
+from nest_core.masks import prune_mask
+from nest_core.measures import count_params
+from nest_core.models import build_seed, lenet300
+from nest_core.train import Trainer, make_optimizer
+
+TINY = Budget(train_limit=2000, warmup_epochs=1, growth_steps=2, growth_epochs=0.5,
+              prune_steps=3, retrain_epochs=0.5, final_epochs=0.5)
+
+
+def _net(seed: int = 0):
+    return build_seed(lenet300(0.05, input_shape=(1, 4, 4), classes=3), 0.5,
+                      torch.Generator().manual_seed(seed))
+
+
+def _adam_step(net, opt, g):
+    x, y = torch.randn(16, 1, 4, 4, generator=g), torch.randint(0, 3, (16,), generator=g)
+    opt.zero_grad()
+    F.cross_entropy(net(x), y).backward()
+    opt.step()
+    return [(x, y)]
+
+
+class _FakeData:
+    """Just enough of ImageData for a Trainer: one fixed batch per epoch."""
+
+    def __init__(self, batch):
+        self.batch = batch
+
+    def batches(self, *_):
+        yield self.batch
+
+
+def test_optimizer_state_follows_neuron_and_connection_growth_and_pruning():
+    g = torch.Generator().manual_seed(1)
+    net = _net()
+    batches = _adam_step(net, make_optimizer(net, "adam", 1e-2), g)  # a warm net
+    trainer = Trainer(net, _FakeData(batches[0]), "adam", 1e-2, 16, g)
+    trainer.train(16)
+    before = {n: {k: v.clone() for k, v in trainer.opt.state[p].items()}
+              for n, p in net.named_parameters()}
+    grow_neurons(net, 0, 2, batches, 0.3, 0.5, g)  # fcs.0 gains 2 rows, fcs.1 2 columns
+    grads = {name: torch.ones_like(layer.weight) for name, layer in masked_layers(net)}
+    grow_connections(net, grads, 0.5, 0.1)
+    trainer.sync(net)
+    for name, p in net.named_parameters():
+        state = trainer.opt.state[p]
+        assert state["exp_avg"].shape == p.shape, name
+        old = before[name]["exp_avg"]
+        region = tuple(slice(0, s) for s in old.shape)
+        layer = dict(masked_layers(net)).get(name.rsplit(".", 1)[0])
+        if layer is not None and name.endswith("weight"):
+            mask = layer.mask
+            assert torch.all(state["exp_avg"][~mask] == 0)  # new connections: zero moments
+            assert torch.all(state["exp_avg_sq"][~mask] == 0)
+            kept = mask[region] & (old != 0)
+            assert torch.equal(state["exp_avg"][region][kept], old[kept])  # others kept
+        else:
+            assert torch.equal(state["exp_avg"][region], old)
+        # appended rows and columns start at zero
+        extra = torch.ones_like(p, dtype=torch.bool)
+        extra[region] = False
+        assert torch.all(state["exp_avg"][extra] == 0)
+    layer = net.fcs[0]
+    drop = layer.mask & (layer.weight.abs() < layer.weight.abs()[layer.mask].median())
+    prune_mask(layer.mask, drop)
+    layer.enforce_mask()
+    trainer.sync(net)
+    assert torch.all(trainer.opt.state[layer.weight]["exp_avg"][drop] == 0)  # removed: none
+    assert trainer.train(16) == 16  # the optimizer steps the grown network
+    assert torch.all(layer.weight[~layer.mask] == 0)  # masked weights stay zero after a step
+
+
+def _scripted(monkeypatch, synth: Synthesis, errors: list[float]) -> list[float]:
+    """Replace training by nothing and validation by ``errors`` in turn (the last repeats)."""
+    chunks: list[float] = []
+    monkeypatch.setattr(synth, "_train", lambda epochs, kind, lr_scale=1.0: chunks.append(epochs))
+
+    def evaluate():
+        synth.val_error = errors.pop(0) if len(errors) > 1 else errors[0]
+        return synth.val_error
+
+    monkeypatch.setattr(synth, "_evaluate", evaluate)
+    return chunks
+
+
+def test_training_stops_on_a_plateau(mnist_small, monkeypatch):
+    cfg = SynthesisConfig.create(model="lenet300", ratio=0.2, budget="custom", budget_spec=TINY,
+                                 eval_epochs=0.1, plateau_patience=2, target_error=0.05)
+    synth = Synthesis(cfg, mnist_small)
+    chunks = _scripted(monkeypatch, synth, [0.30, 0.20, 0.21, 0.20, 0.10])
+    assert synth._train_until(5.0, "growth", lambda e: e <= cfg.target) is False
+    assert chunks == [0.1, 0.1, 0.1, 0.1]  # 0.20 then two checks without a new best: grow
+    chunks.clear()
+    errors = [0.3, 0.04]
+    _scripted(monkeypatch, synth, errors)
+    assert synth._train_until(5.0, "growth", lambda e: e <= cfg.target) is True
+
+
+def test_pruning_never_keeps_a_step_above_the_reference(mnist_small, monkeypatch):
+    cfg = SynthesisConfig.create(model="lenet300", ratio=0.2, budget="custom", budget_spec=TINY,
+                                 eval_epochs=0.25, plateau_patience=5)
+    synth = Synthesis(cfg, mnist_small)
+    synth.stage, synth.reference, synth.val_error = "pruning", 0.10, 0.09
+    start = count_params(synth.net)
+    _scripted(monkeypatch, synth, [0.12])  # retraining never gets back under 0.10
+    synth.advance()
+    assert count_params(synth.net) == start and synth.prune_fraction == cfg.prune_fraction / 2
+    assert synth.history[-1].phase == "rollback" and synth.val_error == 0.09
+    _scripted(monkeypatch, synth, [0.11, 0.095])  # the second check is within: accepted
+    synth.advance()
+    assert count_params(synth.net) < start and synth.val_error == 0.095
+    kept = count_params(synth.net)
+    for layer_name, layer in masked_layers(synth.net):
+        assert torch.all(layer.weight[~layer.mask] == 0), layer_name
+    _scripted(monkeypatch, synth, [0.2])
+    synth.advance()  # rejected again: the smallest network within the reference stays
+    assert count_params(synth.net) == kept and synth.val_error == 0.095
+
+
+def test_resume_restores_the_optimizer_state(mnist_small):
+    cfg = SynthesisConfig.create(model="lenet300", ratio=0.2, budget="custom", budget_spec=TINY,
+                                 grad_samples=2000, neurons_per_step=3)
+    first = Synthesis(cfg, mnist_small)
+    for _ in range(3):  # warm-up and two growth steps: the optimizer holds state
+        first.advance()
+    buf = io.BytesIO()
+    torch.save(first.state_dict(), buf)
+    buf.seek(0)
+    second = Synthesis(cfg, mnist_small)
+    second.load_state_dict(torch.load(buf, weights_only=True))
+    a, b = first.trainer.state(), second.trainer.state()
+    assert a.keys() == b.keys() and a
+    for name in a:
+        for key in a[name]:
+            assert torch.equal(torch.as_tensor(a[name][key]), torch.as_tensor(b[name][key]))
+    assert first.run()["final_params"] == second.run()["final_params"]
+
+
+@pytest.mark.parametrize("field,value", [("eval_epochs", 0.0), ("plateau_patience", 0),
+                                         ("prune_lr", 1.5)])
+def test_schedule_fields_are_validated(field, value):
+    with pytest.raises(ValueError, match=field):
+        SynthesisConfig.create(model="lenet300", ratio=0.4, **{field: value})
