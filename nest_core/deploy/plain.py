@@ -100,3 +100,8 @@ def dense_baseline(model: str, input_shape: tuple[int, int, int], classes: int,
     for _, layer, _ in net.layer_bns():
         layer.weight.copy_(torch.randn(layer.weight.shape, generator=g) * 0.05)
     return to_plain(net, compacted=False)
+
+
+def input_shape(net: Net) -> tuple[int, int, int]:
+    """(C, H, W) of the images ``net`` reads."""
+    return tuple(int(v) for v in net.input_shape)
