@@ -13,6 +13,9 @@ Files: trials write ``trials/<config_id>/`` with plain file I/O under
 beside Ray's state ``tune/``. A ``--storage URI`` (s3://, gs://, file://) holds Ray's state
 only; the trial folders then stay under ``--out``, which must always be a path.
 
+The embedded node is watched by ``explorer.reaper``: its processes end with the driver,
+however the driver dies.
+
 >>> start_ray(sweep.parse_args(["lenet5", "--address", "auto"]))  # doctest: +SKIP
 >>> check_nodes(Path("/shared/nest/lenet5/x"), Path("/data"))  # doctest: +SKIP
 """
@@ -25,6 +28,8 @@ import socket
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from explorer import reaper
 
 if TYPE_CHECKING:
     import argparse
@@ -96,6 +101,7 @@ def start_ray(args: argparse.Namespace) -> None:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=args.dashboard,
                  dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1",
                  logging_level="warning")
+        reaper.start()  # ends this node's processes if the driver dies (even by SIGKILL)
         return
     try:  # the quiet settings also reach the cluster's workers (and Ray Client's tuner)
         ray.init(address=args.address, logging_level="warning",

@@ -31,6 +31,7 @@ from explorer.paper import RESULTS as PAPER_RESULTS
 from explorer.paper import paper_rows
 from explorer.pareto import usable_trials
 from explorer.schema import COMPLETED, FAILED, TRIAL_COLUMNS
+from nest_core.atomic import WriteError, check_writable
 
 FIG6 = "fig6_growth_time_vs_size.png"
 FIG7 = "fig7_compression.png"
@@ -270,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", nargs="+", default=None, help="trial ids for Fig. 8")
     args = parser.parse_args(argv)
     try:
+        if args.results_dir.is_dir():  # a read-only folder fails here, before any figure
+            check_writable(args.results_dir)
         written = write_report(
             args.results_dir,
             time_axis=args.time_axis,
@@ -277,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             target_error=args.target_error,
             trial_ids=args.trials,
         )
-    except NoResultsError as e:
+    except (NoResultsError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for path in written:

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from explorer.schema import HISTORY_COLUMNS, SCHEMA_VERSION, TRIAL_COLUMNS
 from nest_core.atomic import Writer, atomic_write, atomic_write_many
@@ -131,9 +133,15 @@ def write_trial(folder: Path, record: dict[str, Any], extra: tuple[str, ...] = (
 
 
 def finished_record(folder: Path) -> dict | None:
-    """The trial record in ``folder`` when its files are complete, else None."""
+    """The trial record in ``folder`` when its files are complete and readable, else None
+    (a corrupt trial counts as unfinished, so a rerun redoes it)."""
     record = read_json(folder / RESULT)
-    if record is None or not (folder / ROW).is_file() or not (folder / EVENTS).is_file():
+    if record is None or record.get("config_id") != Path(folder).name:
+        return None
+    try:
+        for name in (ROW, EVENTS):
+            pq.read_metadata(folder / name)  # a truncated or garbled parquet file fails
+    except (OSError, ValueError, pa.ArrowException):
         return None
     return record
 
@@ -145,8 +153,12 @@ def merge_trials(trials_dir: Path, exp_dir: Path) -> tuple[pd.DataFrame, pd.Data
     for folder in folders:
         if finished_record(folder) is None:
             continue
-        rows.append(pd.read_parquet(folder / ROW))
-        events.append(pd.read_parquet(folder / EVENTS))
+        try:
+            row, event = pd.read_parquet(folder / ROW), pd.read_parquet(folder / EVENTS)
+        except (OSError, ValueError, pa.ArrowException):  # corrupt past its footer: a rerun
+            continue  # redoes it (finished_record already counts most such files unfinished)
+        rows.append(row)
+        events.append(event)
     trials = _concat(rows, TRIAL_COLUMNS)
     if len(trials):
         trials = (trials.sort_values("attempt", kind="stable")

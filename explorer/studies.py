@@ -25,16 +25,16 @@ from explorer.schema import OUTCOME_COLUMNS
 from nest_core.config import BUDGETS, Budget, SynthesisConfig
 from nest_core.models import SEEDS
 
-STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"
+STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"  # the repository's studies/
+PACKAGED_DIR = Path(__file__).resolve().parent / "study_files"  # the same files in a wheel
 BUDGET_NAMES = ("smoke", "quick", "paper")
 SPACE_LISTS = ("ratio", "density", "alpha", "beta", "method")
 SPACE_KEYS = (*SPACE_LISTS, "repeats")
 TOP_KEYS = ("name", "model", "description", "space", "objectives", "target_error", "budgets",
-            "default_budget", "fixed", "hooks")
+            "default_budget", "fixed")
 REQUIRED = ("name", "model", "space", "objectives", "budgets", "default_budget")
 SEARCHED = ("model", "method", "ratio", "density", "alpha", "beta", "seed", "budget",
             "budget_spec", "target_error")  # set by the study itself, never under `fixed`
-HOOKS = ("fail_with_nan", "crash_once")  # test hooks, handled by explorer.trainable
 NON_OBJECTIVES = ("layers_json", "target_reached")
 
 
@@ -77,7 +77,6 @@ class Study:
     default_budget: str
     description: str = ""
     fixed: dict[str, Any] = field(default_factory=dict)
-    hooks: dict[str, Any] = field(default_factory=dict)
     content_hash: str = ""
 
     def plan(self, budget: str | None = None) -> BudgetPlan:
@@ -120,16 +119,24 @@ def _point(kwargs: dict[str, Any]) -> str:
                                                   "beta", "seed"))
 
 
+def study_dirs() -> list[Path]:
+    """Where a study name is looked up: ``./studies`` of the working directory, then the
+    installed package's (a wheel's package data, or the checkout's ``studies/``)."""
+    return [Path.cwd() / "studies", PACKAGED_DIR if PACKAGED_DIR.is_dir() else STUDIES_DIR]
+
+
 def study_path(name_or_path: str | Path) -> Path:
-    """``lenet5`` -> studies/lenet5.yaml; an existing path is returned as it is."""
+    """``lenet5`` -> the first ``<dir>/lenet5.yaml`` of ``study_dirs()``; an existing path
+    (or any name ending in .yaml/.yml) is returned as it is."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         return path
-    return STUDIES_DIR / f"{name_or_path}.yaml"
+    candidates = [d / f"{name_or_path}.yaml" for d in study_dirs()]
+    return next((c for c in candidates if c.is_file()), candidates[-1])
 
 
 def available_studies() -> list[str]:
-    return sorted(p.stem for p in STUDIES_DIR.glob("*.yaml"))
+    return sorted({p.stem for d in study_dirs() for p in d.glob("*.yaml")})
 
 
 def load_study(name_or_path: str | Path) -> Study:
@@ -169,8 +176,6 @@ def parse_study(raw: Any, path: Path = Path("<memory>")) -> Study:
     fixed = _mapping(raw.get("fixed") or {}, "fixed")
     allowed = [f.name for f in fields(SynthesisConfig) if f.name not in SEARCHED]
     _keys(fixed, allowed, "fixed.")
-    hooks = _mapping(raw.get("hooks") or {}, "hooks")
-    _keys(hooks, HOOKS, "hooks.")
     space = _space(_mapping(raw["space"], "space"), None, "space.", model)
     budgets = {}
     for bname, entry in _mapping(raw["budgets"], "budgets").items():
@@ -185,7 +190,7 @@ def parse_study(raw: Any, path: Path = Path("<memory>")) -> Study:
     study = Study(name=name, model=model, path=path, space=space,
                   objectives=_objectives(raw["objectives"]), target_error=float(target),
                   budgets=budgets, default_budget=default,
-                  description=str(raw.get("description", "")), fixed=fixed, hooks=hooks,
+                  description=str(raw.get("description", "")), fixed=fixed,
                   content_hash=_hash(raw))
     for plan in budgets.values():  # fixed fields and every combination must be valid too
         study.grid(plan)

@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from explorer.cluster import ClusterError, check_placement, has_ray_state, storage_layout
+from explorer.lock import ExperimentLock, LockHeld
 from explorer.schema import COMPLETED, FAILED
 from explorer.storage import (
     MANIFEST,
@@ -45,8 +46,9 @@ from explorer.studies import (
     load_study,
     varying,
 )
+from nest_core.atomic import WriteError, check_writable
 from nest_core.config import SynthesisConfig
-from nest_core.data import DataNotFoundError, load_dataset, resolve_root
+from nest_core.data import VAL_FRACTION, DataNotFoundError, load_dataset, resolve_root
 
 RAY_NAME = "tune"  # Ray Tune's experiment folder, under Experiment.ray_storage
 
@@ -68,6 +70,7 @@ class Experiment:
     root: Path  # per-trial files (== out_dir unless --storage is a path)
     data_dir: Path
     ray_storage: str  # Ray's storage_path: str(root), or <--storage URI>/<study>/<id>
+    val_fraction: float = VAL_FRACTION  # of the training images, held out for validation
 
     @property
     def trials_dir(self) -> Path:
@@ -100,7 +103,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default="results",
                    help="merged results folder, a path (default: results/)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    p.add_argument("--data-dir", help="folder holding MNIST/raw (default: NEST_DATA, ./data)")
+    p.add_argument("--data-dir", help="folder holding MNIST/raw (default: NEST_DATA, else "
+                   "./data, where MNIST downloads by itself when missing)")
+    p.add_argument("--val-fraction", type=float, default=VAL_FRACTION,
+                   help="share of the training images held out for validation (default 1/12)")
     p.add_argument("--train-limit", type=int, help="override the budget's training samples")
     p.add_argument("--seed", type=int, default=0, help="first seed; repeats use seed+i")
     p.add_argument("--max-failures", type=int, default=2, help="Ray retries per trial")
@@ -131,6 +137,8 @@ def experiment_id(study: Study, plan: BudgetPlan, args: argparse.Namespace,
     """study-budget-search-hash: the same command finds the same folder."""
     key = {"study": study.content_hash, "seed": args.seed, "train_limit": args.train_limit,
            "num_samples": args.num_samples or len(points), "search": args.search}
+    if args.val_fraction != VAL_FRACTION:  # the default keeps the ids of earlier runs
+        key["val_fraction"] = args.val_fraction
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
     return f"{study.name}-{plan.name}-{args.search}-{digest}"
 
@@ -148,14 +156,14 @@ def prepare(args: argparse.Namespace) -> Experiment:
     limit = points[0]["budget_spec"]["train_limit"]
     try:
         load_dataset(points[0].get("dataset", "mnist"), root=data_dir, device="cpu",
-                     train_limit=limit, download=False)
+                     train_limit=limit, val_fraction=args.val_fraction)  # downloads MNIST
     except (DataNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from None
     exp_id = experiment_id(study, plan, args, points)
     out_dir = Path(args.out).resolve() / study.name / exp_id
     root, ray_storage = storage_layout(out_dir, args.storage, Path(study.name) / exp_id)
     return Experiment(study, plan, args.search, points, exp_id, out_dir, root, data_dir,
-                      ray_storage)
+                      ray_storage, args.val_fraction)
 
 
 def unfinished(exp: Experiment) -> list[dict[str, Any]]:
@@ -231,12 +239,32 @@ def main(argv: list[str] | None = None) -> int:
         restorable = has_ray_state(exp.ray_dir)
         if args.resume and not restorable and not exp.trials_dir.is_dir():
             raise UsageError(f"--resume: no experiment to resume at {exp.root}")
-    except (UsageError, ClusterError) as e:
+        for folder in dict.fromkeys((exp.out_dir, exp.root)):  # before anything is written
+            check_writable(folder)
+        shared = exp.root if args.address or exp.root != exp.out_dir else None
+        lock = ExperimentLock(exp.out_dir, lease_dir=shared,
+                              what=f"experiment {exp.experiment_id}").acquire()
+    except WriteError as e:  # e.g. an unwritable --out, a read-only folder to --resume
+        print(f"error: {e}" + (" (--resume writes to the results folder)" if args.resume
+                               else ""), file=sys.stderr)
+        return 2
+    except (UsageError, ClusterError, LockHeld) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    for warning in lock.warnings:
+        print(warning, file=sys.stderr, flush=True)
+    try:
+        return _run(exp, args, argv, restorable)
+    except WriteError as e:  # a full disk: every file is whole, the old one or the new one
+        print(f"error: {e}; free space and rerun the same command to finish", file=sys.stderr)
+        return 2
+    finally:
+        lock.release()
+
+
+def _run(exp: Experiment, args: argparse.Namespace, argv: list[str], restorable: bool) -> int:
     from explorer.trainable import run_tune  # imports Ray: only after validation
 
-    exp.out_dir.mkdir(parents=True, exist_ok=True)
     write_manifest(exp, args, argv)
     todo = len(exp.points) if exp.search == "optuna" else len(unfinished(exp))
     print(f"Study {exp.study.name}: {len(exp.points)} grid points ({todo} to run), budget "

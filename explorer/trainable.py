@@ -6,7 +6,9 @@ resumed trial continues from its last iteration. A crash or a NaN loss fails onl
 trial: it is written as a "failed" row and reported as a normal end, so Ray does not retry a
 deterministic failure (infrastructure failures, such as a lost node, are retried by Ray's
 FailureConfig). Each row names the node that ran it (``node_id``, ``node_ip``, ``hostname``),
-and ``attempts.json`` every attempt's node and process.
+and ``attempts.json`` every attempt's node and process. A finished trial's folder also holds
+its compact model, ``model.pt`` (``nest_core.load_compact``). The driver prints one line
+per finished trial and an estimate of the time left (``TrialLines``).
 
 >>> args = sweep.parse_args(["lenet5", "--budget", "smoke"])  # doctest: +SKIP
 >>> run_tune(sweep.prepare(args), args, restore=False)  # trials write <exp>/trials/<id>/
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from explorer.cluster import check_nodes, node_info, start_ray
+from explorer.progress import TrialLines
 from explorer.schema import COMPLETED, FAILED, NODE_COLUMNS
 from explorer.storage import (
     atomic_write,
@@ -39,6 +42,8 @@ from explorer.storage import (
 )
 from explorer.studies import varying
 from nest_core import ImageData, Synthesis, SynthesisConfig, load_dataset
+from nest_core.data import VAL_FRACTION
+from nest_core.export import compact_writer
 from nest_core.methods import make_synthesis
 
 if TYPE_CHECKING:
@@ -48,8 +53,7 @@ if TYPE_CHECKING:
 
 PROGRESS_METRICS = {"stage": "stage", "step": "step", "params": "params",
                     "val_error": "val_error", "growth_seconds": "growth_s", "status": "outcome"}
-HOOK_KEYS = ("fail_with_nan", "crash_once")  # test hooks in the config, not SynthesisConfig
-STATE = "state.pt"
+STATE, MODEL = "state.pt", "model.pt"
 PENALTY = 10.0  # score = value * (1 + PENALTY * max(0, val_error - target)) for "min"
 _DATA: dict[tuple, ImageData] = {}  # one load per worker process (actors are reused)
 
@@ -59,12 +63,13 @@ class TrialInterrupted(BaseException):
 
 
 def cached_data(dataset: str, root: str | None, device: str, train_limit: int | None,
-                image_size: int = 0) -> ImageData:
-    """``load_dataset`` once per (dataset, root, device, train_limit, image_size) here."""
-    key = (dataset, root, device, train_limit, image_size)
+                image_size: int = 0, val_fraction: float = VAL_FRACTION) -> ImageData:
+    """``load_dataset`` once per (dataset, root, device, train_limit, image_size,
+    val_fraction) here."""
+    key = (dataset, root, device, train_limit, image_size, val_fraction)
     if key not in _DATA:
         _DATA[key] = load_dataset(dataset, root=root, device=device, train_limit=train_limit,
-                                  image_size=image_size)
+                                  image_size=image_size, val_fraction=val_fraction)
     return _DATA[key]
 
 
@@ -85,20 +90,6 @@ def metrics(values: dict[str, Any], objectives: dict[str, str], target: float,
                                      direction)
     out["status"] = status
     return out
-
-
-def _matches(hook: Any, config: dict[str, Any]) -> bool:
-    """A hook is ``true`` or a {field: value} mapping the trial's config must match."""
-    if isinstance(hook, dict):
-        return all(config.get(k) == v for k, v in hook.items())
-    return bool(hook)
-
-
-def _poison(synth: Synthesis) -> None:  # test hook
-    """Test hook: NaN weights, so training fails with nest_core's own NonFiniteLossError."""
-    with torch.no_grad():
-        for p in synth.net.parameters():
-            p.fill_(math.nan)
 
 
 def _next_attempt(folder: Path, node: dict[str, str]) -> tuple[int, str]:
@@ -123,30 +114,27 @@ def _saved_state(checkpoint: Any, own: Path) -> dict | None:
 
 def run_trial(config: dict[str, Any], *, trials_dir: str, data_dir: str | None, study: str,
               experiment_id: str, objectives: dict[str, str], threads: int = 1,
-              gpus: float = 0) -> None:
+              gpus: float = 0, val_fraction: float = VAL_FRACTION) -> None:
     """Synthesise one config under Ray Tune, writing ``trials_dir/<config_id>/``."""
     from ray import tune
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no line per checkpoint
-    cfg = SynthesisConfig.create(**{k: v for k, v in config.items() if k not in HOOK_KEYS})
+    cfg = SynthesisConfig.create(**config)
     folder = Path(trials_dir) / cfg.config_id
     done = finished_record(folder)
     if done is not None:  # finished before an interruption: report it again, redo nothing
         tune.report(metrics({**done["config"], **(done.get("result") or {}),
-                             "error": done["error"]}, objectives, cfg.target, done["status"]))
+                             "error": done["error"], "earlier": True}, objectives, cfg.target,
+                            done["status"]))
         return
     node = node_info()
     attempt, started_at = _next_attempt(folder, node)
     torch.set_num_threads(max(1, int(threads)))
     device = "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
     start = time.perf_counter()
-    synth, resumed_from = None, ""
-
-    crash = attempt == 0 and _matches(config.get("crash_once", False), config)
+    synth, resumed_from, model = None, "", {}
 
     def on_step(report: dict, s: Synthesis) -> None:
-        if crash and len(s.history) >= 3:  # test hook: the worker dies mid-trial, once
-            os._exit(1)
         buffer = io.BytesIO()
         torch.save(s.state_dict(), buffer)
         atomic_write(folder / STATE, lambda f: f.write(buffer.getvalue()))  # durable copy
@@ -160,16 +148,15 @@ def run_trial(config: dict[str, Any], *, trials_dir: str, data_dir: str | None, 
 
     try:
         data = cached_data(cfg.dataset, data_dir, device, cfg.budget_spec.train_limit,
-                           cfg.image_size)
+                           cfg.image_size, val_fraction)
         synth = make_synthesis(cfg, data)  # NeST or a pruning-only baseline, by cfg.method
         state = _saved_state(tune.get_checkpoint(), folder / STATE)
         if state is not None:  # a retried or resumed trial goes on from its last step
             synth.load_state_dict(state)
             resumed_from = f"{synth.stage} step {synth.step}"
-        elif _matches(config.get("fail_with_nan", False), config):
-            _poison(synth)
         result, status, error = synth.run(on_step), COMPLETED, ""
         history = result.pop("history")
+        model = {MODEL: compact_writer(synth.net, {"config_id": cfg.config_id})}
     except Exception as e:  # NaN loss or any crash: this trial fails, the sweep goes on
         result, status = None, FAILED
         error = f"{type(e).__name__}: {e}"
@@ -183,7 +170,7 @@ def run_trial(config: dict[str, Any], *, trials_dir: str, data_dir: str | None, 
         "wall_seconds": time.perf_counter() - start, "config": cfg.to_dict(),
         "target_error": cfg.target, "result": result, "history": history, **node,
     }
-    write_trial(folder, record, NODE_COLUMNS)
+    write_trial(folder, record, NODE_COLUMNS, files=model)  # model.pt, then the rows
     (folder / STATE).unlink(missing_ok=True)
     tune.report(metrics({**cfg.to_dict(), **(result or {}), "error": error}, objectives,
                         cfg.target, status))
@@ -204,7 +191,6 @@ def param_space(exp: Experiment) -> dict[str, Any]:
             space[key] = tune.choice(values)
         else:
             space[key] = values[0]
-    space.update(exp.study.hooks)
     return space
 
 
@@ -226,16 +212,23 @@ def run_tune(exp: Experiment, args: argparse.Namespace, restore: bool) -> None:
                 run_trial, trials_dir=str(exp.trials_dir), data_dir=str(exp.data_dir),
                 study=exp.study.name, experiment_id=exp.experiment_id,
                 objectives=exp.study.objectives, threads=max(1, int(args.cpus_per_trial)),
-                gpus=args.gpus_per_trial),
+                gpus=args.gpus_per_trial, val_fraction=exp.val_fraction),
             {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
         if not restore:
             tune.Tuner(trainable, param_space=param_space(exp),
                        tune_config=_tune_config(exp, args), run_config=_run_config(exp, args)
                        ).fit()
-        elif tune.Tuner.restore(exp.ray_dir, trainable, resume_errored=True).fit().errors:
+            return
+        if tune.Tuner.restore(exp.ray_dir, trainable, resume_errored=True).fit().errors:
             # If the driver died after Ray dropped the checkpoint its last snapshot names,
             # that trial cannot resume from it: restart it, and it loads its own state.pt
             tune.Tuner.restore(exp.ray_dir, trainable, restart_errored=True).fit()
+        if exp.search == "grid" and any(
+                finished_record(exp.trials_dir / SynthesisConfig.create(**p).config_id) is None
+                for p in exp.points):  # done for Ray, yet its files are missing or corrupt:
+            tune.Tuner(trainable, param_space=param_space(exp),  # the others report again
+                       tune_config=_tune_config(exp, args), run_config=_run_config(exp, args)
+                       ).fit()
     finally:
         ray.shutdown()
 
@@ -249,9 +242,24 @@ def _run_config(exp: Experiment, args: argparse.Namespace):
         name=RAY_NAME, storage_path=exp.ray_storage,
         failure_config=tune.FailureConfig(max_failures=args.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1), verbose=1,
+        callbacks=[_trial_lines(exp, args)],
         progress_reporter=tune.CLIReporter(
             parameter_columns=varying(exp.points) or ["ratio"],
             metric_columns=PROGRESS_METRICS, max_report_frequency=30))
+
+
+def _trial_lines(exp: Experiment, args: argparse.Namespace):
+    """A Tune callback printing one line per finished trial and the time left."""
+    from ray import tune
+
+    total = len(exp.points) if exp.search == "grid" else args.num_samples or len(exp.points)
+    lines = TrialLines(total, varying(exp.points))
+
+    class _Lines(tune.Callback):
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
+            print(lines.finished(trial.last_result or {}), flush=True)
+
+    return _Lines()
 
 
 def _tune_config(exp: Experiment, args: argparse.Namespace):

@@ -110,7 +110,7 @@ DELETE = object()
     ("name", DELETE, "name"),
     ("fixed", {"ratio": 0.5}, "fixed.ratio"),
     ("fixed", {"lr": 50.0}, "lr=50.0"),
-    ("hooks", {"explode": True}, "hooks.explode"),
+    ("hooks", {"fail_with_nan": True}, "hooks: unknown field"),  # test-only: gone
 ])
 def test_errors_name_the_field(path, value, named):
     with pytest.raises(StudyError) as info:

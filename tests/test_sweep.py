@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import signal
+import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +16,11 @@ import pytest
 import yaml
 
 from explorer import sweep, trainable
-from explorer.schema import COMPLETED, FAILED, HISTORY_COLUMNS, MANIFEST_KEYS, TRIAL_COLUMNS
+from explorer.schema import COMPLETED, HISTORY_COLUMNS, MANIFEST_KEYS, TRIAL_COLUMNS
+from nest_core import load_compact
+from nest_core.data import datasets
+from nest_core.measures import count_params
+from tests.idx_data import make_idx_mnist
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,8 +33,7 @@ def data_dir() -> Path:
     return root.resolve()
 
 
-def write_study(folder: Path, name: str, ratios: list[float], hooks: dict | None = None
-                ) -> Path:
+def write_study(folder: Path, name: str, ratios: list[float]) -> Path:
     """A tiny lenet300 study: smoke budget on 1,000 images, growth gradients over 1,000."""
     study = {
         "name": name, "model": "lenet300",
@@ -43,7 +44,6 @@ def write_study(folder: Path, name: str, ratios: list[float], hooks: dict | None
         "fixed": {"grad_samples": 1000},
         "budgets": {"smoke": {"preset": "smoke", "train_limit": 1000}},
         "default_budget": "smoke",
-        "hooks": hooks or {},
     }
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(study))
@@ -61,10 +61,9 @@ def experiment(out: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory, data_dir):
-    """Three trials: at ratio 0.5 the worker dies once mid-trial, at 0.8 the loss is NaN."""
+    """Two trials of a tiny study (faults: tests/test_faults.py)."""
     tmp = tmp_path_factory.mktemp("smoke")
-    path = write_study(tmp, "tiny", [0.2, 0.5, 0.8], hooks={"fail_with_nan": {"ratio": 0.8},
-                                                             "crash_once": {"ratio": 0.5}})
+    path = write_study(tmp, "tiny", [0.2, 0.5])
     run = subprocess.run(cli("--study", str(path), "--out", str(tmp / "out"), data=data_dir),
                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -77,14 +76,14 @@ def test_smoke_sweep_writes_results(smoke):
     trials = pd.read_parquet(exp / "trials.parquet")
     history = pd.read_parquet(exp / "history.parquet")
     manifest = json.loads((exp / "manifest.json").read_text())
-    assert len(trials) == 3 and trials["config_id"].is_unique
+    assert len(trials) == 2 and trials["config_id"].is_unique
     assert set(TRIAL_COLUMNS) <= set(trials.columns)
     assert set(HISTORY_COLUMNS) <= set(history.columns)
     assert set(MANIFEST_KEYS) <= set(manifest)
     assert manifest["seeds"] == [0] and manifest["budget_spec"]["train_limit"] == 1000
     assert all(len(h) == 64 for h in manifest["data_hashes"].values())
     done = trials[trials["status"] == COMPLETED]
-    assert set(history["config_id"]) == set(done["config_id"])  # the NaN came before events
+    assert len(done) == 2 and set(history["config_id"]) == set(done["config_id"])
     for _, row in done.iterrows():  # the last event holds the final connection count
         events = history[history["config_id"] == row["config_id"]]
         assert events["params"].iloc[-1] == row["final_params"]
@@ -93,78 +92,26 @@ def test_smoke_sweep_writes_results(smoke):
     assert f"Results in {exp}/" in run.stdout and "Pareto front" in run.stdout
 
 
-def test_dead_worker_is_retried_from_its_checkpoint(smoke):
-    _, exp = smoke
+def test_one_line_per_finished_trial(smoke):
+    run, exp = smoke
     trials = pd.read_parquet(exp / "trials.parquet").set_index("ratio")
-    assert trials.loc[0.5, "status"] == COMPLETED
-    assert trials.loc[0.5, "attempt"] == 1 and trials.loc[0.2, "attempt"] == 0
-    assert trials.loc[0.5, "resumed_from"] == "growth step 0"  # not from the start
-    assert trials.loc[0.2, "resumed_from"] == ""
-    assert not (exp / "trials" / trials.loc[0.5, "config_id"] / "state.pt").exists()
+    lines = [line for line in run.stdout.splitlines() if re.match(r"\[\d/2\] ", line)]
+    assert len(lines) == 2, run.stdout[-3000:]
+    assert lines[0].endswith(" left") and lines[1].endswith("all trials done")
+    for ratio, row in trials.iterrows():
+        (line,) = [x for x in lines if f"ratio {ratio}:" in x]
+        assert f"final {row['final_params']:,.0f} params" in line
+        assert f"post-growth {row['post_growth_params']:,.0f}" in line
+        assert f"test error {100 * row['test_error']:.2f}%" in line
+        assert ("target reached" if row["target_reached"] else "target missed") in line
 
 
-def test_nan_trial_fails_alone(smoke):
+def test_each_trial_keeps_its_compact_model(smoke):
     _, exp = smoke
-    trials = pd.read_parquet(exp / "trials.parquet").set_index("ratio")
-    assert trials.loc[0.8, "status"] == FAILED
-    assert "NonFiniteLossError" in trials.loc[0.8, "error"]
-    assert math.isnan(trials.loc[0.8, "final_params"])
-    assert (trials.loc[[0.2, 0.5], "status"] == COMPLETED).all()
-    assert (trials.loc[[0.2, 0.5], "error"] == "").all()
-    attempts = json.loads((exp / "trials" / trials.loc[0.8, "config_id"] / "attempts.json")
-                          .read_text())
-    assert attempts["attempts"] == 1  # a deterministic NaN is not retried
-
-
-def mid_trial(out: Path) -> bool:
-    """A trial has finished and another has checkpointed three times but not finished."""
-    done = len(list(out.glob("*/*/trials/*/result.json")))
-    started = {p.parent for p in out.glob("*/*/tune/*/checkpoint_*")
-               if int(p.name.split("_")[1]) >= 2}
-    return done >= 1 and len(started) > done
-
-
-def test_killed_driver_resumes_without_redoing(tmp_path: Path, data_dir):
-    path = write_study(tmp_path, "kill", [0.2, 0.4, 0.6])
-    args = cli("--study", str(path), "--out", str(tmp_path / "out"), "--max-concurrent", "1",
-               "--max-failures", "0", data=data_dir)
-    driver = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 240
-        while not mid_trial(tmp_path / "out"):
-            assert driver.poll() is None, "the sweep ended before it could be killed"
-            assert time.monotonic() < deadline, "no trial got far enough in time"
-            time.sleep(0.1)
-        driver.send_signal(signal.SIGKILL)  # a trial is done, the next one mid-way
-        driver.wait(timeout=30)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-        try:  # Ray's own processes of this run share the driver's session
-            os.killpg(driver.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    exp = experiment(tmp_path / "out")
-    for checkpoint in exp.glob("tune/*/checkpoint_*"):  # the worst case: Ray had dropped
-        shutil.rmtree(checkpoint)  # the checkpoints its snapshot names; trials keep state.pt
-    first = {p.parent.name: p.stat().st_mtime_ns for p in exp.glob("trials/*/result.json")}
-    assert 1 <= len(first) < 3
-    rerun = subprocess.run([*args, "--resume"], cwd=REPO, capture_output=True, text=True,
-                           timeout=300)
-    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     trials = pd.read_parquet(exp / "trials.parquet")
-    history = pd.read_parquet(exp / "history.parquet")
-    assert sorted(trials["ratio"]) == [0.2, 0.4, 0.6] and trials["config_id"].is_unique
-    assert (trials["status"] == COMPLETED).all()
-    assert not history.duplicated().any()
-    for config_id, mtime in first.items():  # finished trials were not run again
-        assert (exp / "trials" / config_id / "result.json").stat().st_mtime_ns == mtime
-        assert trials.set_index("config_id").loc[config_id, "attempt"] == 0
-    resumed = trials[trials["attempt"] == 1]  # the interrupted trial, from its checkpoint
-    assert len(resumed) >= 1
-    assert resumed["resumed_from"].str.match(r"(warmup|growth|pruning|partial_area|final|done)"
-                                             r" step \d+").all()
+    for config_id, params in zip(trials["config_id"], trials["final_params"]):
+        net = load_compact(exp / "trials" / config_id / "model.pt")
+        assert count_params(net) == params
 
 
 @pytest.mark.slow
@@ -207,7 +154,11 @@ def test_bad_cli_values_exit_2(argv, message, no_ray, data_dir, tmp_path, capsys
     assert message in capsys.readouterr().err
 
 
-def test_bad_study_and_missing_data_exit_2(no_ray, data_dir, tmp_path, capsys):
+def test_bad_study_and_missing_data_exit_2(no_ray, data_dir, tmp_path, capsys, monkeypatch):
+    def offline(folder, root, timeout=20.0):
+        raise OSError("offline")
+
+    monkeypatch.setattr(datasets, "_download", offline)
     bad = write_study(tmp_path, "bad", [0.2, 2.5])
     assert sweep.main(["--study", str(bad), "--data-dir", str(data_dir)]) == 2
     assert "space.ratio: ratio=2.5 is out of range" in capsys.readouterr().err
@@ -218,7 +169,8 @@ def test_bad_study_and_missing_data_exit_2(no_ray, data_dir, tmp_path, capsys):
     assert sweep.main(["--study", str(lr), "--data-dir", str(data_dir)]) == 2
     assert "lr=99.0 is out of range" in capsys.readouterr().err
     assert sweep.main(["lenet300", "--data-dir", str(tmp_path)]) == 2
-    assert "MNIST files not found" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "MNIST files not found" in err and "download failed (OSError: offline)" in err
     with pytest.raises(SystemExit) as info:  # argparse: not a budget preset
         sweep.main(["lenet300", "--budget", "weekly"])
     assert info.value.code == 2
@@ -232,3 +184,39 @@ def test_score_penalises_missed_target():
                                {"final_params": "min", "growth_seconds": "min"}, 0.4, "running")
     assert math.isnan(report["growth_seconds"]) and "x" not in report
     assert report["score_final_params"] == pytest.approx(20.0) and report["status"] == "running"
+
+
+def test_sweep_downloads_mnist_into_data(no_ray, tmp_path, monkeypatch):
+    """No NEST_DATA, no --data-dir: the data goes to ./data by itself (here a fake mirror)."""
+    calls = []
+
+    def fake_download(folder, root, timeout=20.0):
+        calls.append((folder, Path(root)))
+        make_idx_mnist(Path(root), 1200, 100)
+
+    monkeypatch.setattr(datasets, "_download", fake_download)
+    monkeypatch.delenv("NEST_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    exp = sweep.prepare(sweep.parse_args(["lenet300", "--budget", "smoke"]))
+    assert calls == [("MNIST", (tmp_path / "data").resolve())]
+    assert exp.data_dir == (tmp_path / "data").resolve()
+    assert (tmp_path / "data" / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+
+
+def test_val_fraction_reaches_the_experiment(no_ray, data_dir, tmp_path):
+    base = ["lenet300", "--budget", "smoke", "--data-dir", str(data_dir), "--out", str(tmp_path)]
+    default = sweep.prepare(sweep.parse_args(base))
+    other = sweep.prepare(sweep.parse_args([*base, "--val-fraction", "0.2"]))
+    assert default.val_fraction == pytest.approx(1 / 12) and other.val_fraction == 0.2
+    assert default.experiment_id != other.experiment_id
+    with pytest.raises(sweep.UsageError, match="val_fraction=1.5 is out of range"):
+        sweep.prepare(sweep.parse_args([*base, "--val-fraction", "1.5"]))
+
+
+def test_unwritable_out_exits_2(no_ray, data_dir, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code = sweep.main(["lenet300", "--budget", "smoke", "--data-dir", str(data_dir),
+                       "--out", str(blocker / "results")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and f"cannot write {blocker}" in err
