@@ -47,13 +47,18 @@ def describe(info: dict[str, Any]) -> str:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs on this host (a zombie, dead but not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # alive, another user's
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: trust kill(0)
+    return stat[stat.rindex(")") + 2:][:1] not in ("Z", "X")
 
 
 def _read(path: Path) -> dict[str, Any] | None:

@@ -140,6 +140,7 @@ def test_killed_driver_second_driver_ray_cleanup_and_resume(tmp_path: Path, data
         ray = tree(driver.pid)
         driver.send_signal(signal.SIGKILL)
         start = time.monotonic()
+        driver.wait(timeout=10)  # reaped, as a shell would
         while alive(set(ray)) and time.monotonic() - start < 20:
             time.sleep(0.2)
         cleanup_s = time.monotonic() - start
