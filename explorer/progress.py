@@ -1,4 +1,5 @@
-"""One line per finished trial, with an estimate of the time left (printed by the driver).
+"""What the sweep's driver prints: one line per finished trial with an estimate of the time
+left, and the Pareto front at the end.
 
 >>> lines = TrialLines(total=2, keys=["ratio"], clock=iter([0.0, 60.0]).__next__)
 >>> lines.finished({"ratio": 0.4, "status": "completed", "target_reached": True,
@@ -14,6 +15,11 @@ import math
 import time
 from collections.abc import Callable
 from typing import Any
+
+import pandas as pd
+
+from explorer.schema import COMPLETED
+from explorer.studies import varying
 
 
 def _num(value: Any, fmt: str) -> str:
@@ -64,3 +70,33 @@ class TrialLines:
             return "; all trials done"
         per_trial = (self.clock() - self.start) / max(self.ran, 1)
         return f"; about {duration(per_trial * remaining)} left"
+
+
+def pareto_lines(trials: pd.DataFrame, objectives: dict[str, str], target: float,
+                 limit: int = 8) -> list[str]:
+    """A few lines: the non-dominated completed trials by the study objectives."""
+    from explorer.pareto import pareto_front
+
+    done = trials[trials["status"] == COMPLETED] if len(trials) else trials
+    if done.empty:
+        return ["No completed trials: no Pareto front."]
+    front = pareto_front(done, objectives)
+    head = f"Pareto front ({', '.join(f'{k} {v}' for k, v in objectives.items())})"
+    if front.empty:
+        front = pareto_front(done, objectives, include_missed=True)
+        head += f"; no trial reached target error {target:g}, so over all completed trials"
+    else:
+        head += f" of trials that reached target error {target:g}"
+    lines = [head + ":"]
+    cols = [*(varying(trials.to_dict("records")) or ["ratio"]), *objectives, "val_error",
+            "test_error"]
+    for _, row in front.sort_values(list(objectives)).head(limit).iterrows():
+        cells = [f"{c} {_fmt(row[c])}" for c in dict.fromkeys(cols) if c in row]
+        lines.append("  " + "  ".join(cells) + f"  [{row['config_id']}]")
+    return lines
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    return f"{value:,}" if isinstance(value, int) else str(value)

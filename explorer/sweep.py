@@ -27,7 +27,8 @@ import pandas as pd
 
 from explorer.cluster import ClusterError, check_placement, has_ray_state, storage_layout
 from explorer.lock import ExperimentLock, LockHeld
-from explorer.schema import COMPLETED, FAILED
+from explorer.progress import pareto_lines
+from explorer.schema import FAILED
 from explorer.storage import (
     MANIFEST,
     build_manifest,
@@ -44,7 +45,6 @@ from explorer.studies import (
     Study,
     StudyError,
     load_study,
-    varying,
 )
 from nest_core.atomic import WriteError, check_writable
 from nest_core.config import SynthesisConfig
@@ -199,36 +199,6 @@ def _cuda_name() -> str:
     import torch
 
     return f"cuda: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-
-
-def pareto_lines(trials: pd.DataFrame, objectives: dict[str, str], target: float,
-                 limit: int = 8) -> list[str]:
-    """A few lines: the non-dominated completed trials by the study objectives."""
-    from explorer.pareto import pareto_front
-
-    done = trials[trials["status"] == COMPLETED] if len(trials) else trials
-    if done.empty:
-        return ["No completed trials: no Pareto front."]
-    front = pareto_front(done, objectives)
-    head = f"Pareto front ({', '.join(f'{k} {v}' for k, v in objectives.items())})"
-    if front.empty:
-        front = pareto_front(done, objectives, include_missed=True)
-        head += f"; no trial reached target error {target:g}, so over all completed trials"
-    else:
-        head += f" of trials that reached target error {target:g}"
-    lines = [head + ":"]
-    cols = [*(varying(trials.to_dict("records")) or ["ratio"]), *objectives, "val_error",
-            "test_error"]
-    for _, row in front.sort_values(list(objectives)).head(limit).iterrows():
-        cells = [f"{c} {_fmt(row[c])}" for c in dict.fromkeys(cols) if c in row]
-        lines.append("  " + "  ".join(cells) + f"  [{row['config_id']}]")
-    return lines
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
-    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def main(argv: list[str] | None = None) -> int:

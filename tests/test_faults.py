@@ -212,6 +212,7 @@ def test_read_only_results_for_resume_and_report(no_ray, tmp_path, data_dir, cap
     assert sorted(p.name for p in exp.out_dir.iterdir()) == files  # nothing written
 
 
+@pytest.mark.slow
 def test_nest_core_out_errors(tmp_path, capsys, monkeypatch):
     """An unwritable --out fails before training; a full disk at the end leaves no file."""
     from nest_core import atomic
