@@ -1,4 +1,5 @@
-"""Command line: ``python -m nest_core lenet300 --ratio 0.4 --density 0.1 --out runs/x``.
+"""Command line: ``python -m nest_core lenet300 --ratio 0.4 --density 0.1 --out runs/x``, and
+``python -m nest_core export RUN_DIR [--format torchscript|pt2|onnx]`` (``nest_core.deploy``).
 
 Runs one synthesis, prints the per-layer table (the paper's Table 4) and writes
 ``OUT/result.json`` and ``OUT/model.pt`` (the compact model). Bad values exit with code 2.
@@ -10,7 +11,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 from nest_core.atomic import WriteError, atomic_write_many, check_writable
@@ -29,6 +30,9 @@ from nest_core.models import SEEDS
 from nest_core.synthesize import Synthesis
 from nest_core.train import NonFiniteLossError
 
+# The CLI's defaults are the library's: one source of truth.
+DEFAULTS = {f.name: f.default for f in fields(SynthesisConfig)}
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m nest_core", description=__doc__.split("\n")[0])
@@ -37,10 +41,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--density", type=float, default=None,
                    help="seed connection density (default: 0.3 for alexnet, vgg16, resnet50; "
                         "else 0.1)")
-    p.add_argument("--alpha", type=float, default=0.3, help="birth strength (>= 0)")
-    p.add_argument("--beta", type=float, default=0.1, help="growth ratio, 0 < beta <= 1")
+    p.add_argument("--alpha", type=float, default=DEFAULTS["alpha"], help="birth strength (>= 0)")
+    p.add_argument("--beta", type=float, default=DEFAULTS["beta"],
+                   help="growth ratio, 0 < beta <= 1")
     p.add_argument("--method", default="nest", help=f"one of {', '.join(METHODS)}")
-    p.add_argument("--target-error", type=float, default=-1.0,
+    p.add_argument("--target-error", type=float, default=DEFAULTS["target_error"],
                    help="validation error growth aims at (default: the model's)")
     p.add_argument("--budget", default="quick", help=f"one of {', '.join(BUDGETS)}")
     p.add_argument("--batch-norm", action="store_true", help="batch norm after each layer")
@@ -48,17 +53,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="train on affine-distorted images, as the paper does (default: on)")
     p.add_argument("--distill", action="store_true",
                    help="adaptive method: distillation loss from a dense teacher")
-    p.add_argument("--area-gamma", type=float, default=0.1,
+    p.add_argument("--area-gamma", type=float, default=DEFAULTS["area_gamma"],
                    help="partial-area convolution: percentile masked per iteration, in (0, 1)")
     p.add_argument("--area-steps", type=int, default=None,
                    help="partial-area convolution iterations (default: the budget's)")
-    p.add_argument("--optimizer", default="adam", help="adam or sgd (momentum 0.9)")
-    p.add_argument("--lr", type=float, default=3e-3, help="learning rate")
-    p.add_argument("--prune-tolerance", type=float, default=0.002,
-                   help="pruning holds validation error <= target + this")
+    p.add_argument("--optimizer", default=DEFAULTS["optimizer"], help="adam or sgd (momentum 0.9)")
+    p.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="learning rate")
+    p.add_argument("--prune-tolerance", type=float, default=DEFAULTS["prune_tolerance"],
+                   help="pruning holds validation error <= target + this (default 0)")
     p.add_argument("--prune-flops", action="store_true",
                    help="pruning shares per layer balanced by FLOPs too (conv-heavy nets)")
-    p.add_argument("--growth-patience", type=int, default=3,
+    p.add_argument("--growth-patience", type=int, default=DEFAULTS["growth_patience"],
                    help="growth stops after this many steps without a better error (0: off)")
     p.add_argument("--dataset", default="mnist",
                    help=f"one of {', '.join(sorted(DATASETS))} (default: mnist)")
@@ -71,7 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--val-fraction", type=float, default=VAL_FRACTION,
                    help="share of the training images held out for validation, in (0, 1) "
                         "(default 1/12: 5,000 of MNIST's 60,000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quiet", action="store_true", help="no per-iteration progress lines")
@@ -93,6 +98,11 @@ def _progress(report: dict, synth: Synthesis) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "export":  # python -m nest_core export RUN_DIR ...
+        from nest_core.deploy.cli import main as export_main
+
+        return export_main(argv)
     args = parse_args(argv)
     try:
         cfg = SynthesisConfig.create(

@@ -33,10 +33,13 @@ class Budget:
     retrain_epochs: float = 1.0  # retraining after each pruning step
     final_epochs: float = 0.0  # fine-tuning of the final model
     area_steps: int = 0  # partial-area convolution iterations (Algorithm 2), conv nets only
+    prune_samples: int | None = None  # pruning stops once it has used this many samples
 
     def __post_init__(self) -> None:
         if self.train_limit is not None and self.train_limit < 1:
             _bad("budget.train_limit", self.train_limit, ">= 1 or None")
+        if self.prune_samples is not None and self.prune_samples < 0:
+            _bad("budget.prune_samples", self.prune_samples, ">= 0 or None")
         for name in ("warmup_epochs", "growth_epochs", "retrain_epochs", "final_epochs"):
             if not getattr(self, name) >= 0:
                 _bad(f"budget.{name}", getattr(self, name), ">= 0")
@@ -82,9 +85,13 @@ class SynthesisConfig:
     batch_size: int = 128
     grad_samples: int = 10000  # training samples over which growth gradients are summed
     growth_patience: int = 3  # growth ends after this many steps without a new best val error
+    # growth training: "cosine" (each step up to growth_epochs on a half-cosine lr -> lr/20,
+    # stopping at the target) or "plateau" (constant lr following the gap to the target,
+    # next growth step once the validation error stops improving)
+    growth_schedule: str = "cosine"
     eval_epochs: float = 0.25  # epochs of training between validation checks
-    plateau_patience: int = 2  # checks without a new best val error: a plateau (grow again)
-    prune_lr: float = 0.5  # learning rate of pruning and fine-tuning, as a share of lr
+    plateau_patience: int = 3  # checks without a new best val error: a plateau (grow again)
+    prune_lr: float = 0.1  # learning rate of pruning and fine-tuning, as a share of lr
     connection_growth: float = 0.2  # Policy 1: connections added per layer, share of active
     connection_birth: float = 0.1  # Policy 1: mean |w| of new connections / mean |W| of layer
     neurons_per_step: int = 10  # Algorithm 1: neurons added per hidden layer per growth step
@@ -123,6 +130,8 @@ class SynthesisConfig:
         for name in ("lr", "connection_growth", "prune_fraction", "min_prune_fraction"):
             if not 0 < getattr(self, name) <= (10 if name == "lr" else 1):
                 _bad(name, getattr(self, name), "in (0, 1]" if name != "lr" else "in (0, 10]")
+        if self.growth_schedule not in ("cosine", "plateau"):
+            _bad("growth_schedule", self.growth_schedule, "'cosine' or 'plateau'")
         if not 0 < self.eval_epochs <= 100:
             _bad("eval_epochs", self.eval_epochs, "0 < eval_epochs <= 100")
         if self.plateau_patience < 1:

@@ -39,6 +39,11 @@ def display_names(net: Net) -> dict[str, str]:
     return {name: table[id(layer)] for name, layer in masked_layers(net)}
 
 
+def cosine(start: float, end: float, t: float) -> float:
+    """A half-cosine from ``start`` (t = 0) to ``end`` (t = 1)."""
+    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * min(max(t, 0.0), 1.0)))
+
+
 StepCallback = Callable[[dict, "Synthesis"], None]
 STAGES = ("warmup", "growth", "pruning", "final", "partial_area", "done")
 
@@ -88,15 +93,22 @@ class Synthesis:
         self.trainer.sync(self.net)
 
     def _train_until(self, max_epochs: float, kind: str, done: Callable[[float], bool],
-                     lr_scale: float = 1.0) -> bool:
+                     lr_scale: float | tuple[float, float] = 1.0, plateau: bool = True) -> bool:
         """Train in chunks of ``cfg.eval_epochs``, evaluating after each, until
-        ``done(val_error)`` (True is returned), validation error has not improved for
-        ``cfg.plateau_patience`` chunks, or ``max_epochs`` are spent (False)."""
+        ``done(val_error)`` (True is returned), ``max_epochs`` are spent or, with ``plateau``,
+        the validation error has not improved for ``cfg.plateau_patience`` chunks (False).
+        ``lr_scale``: a constant share of ``cfg.lr``, or (start, end) of a half-cosine over
+        ``max_epochs`` (each chunk gets its piece of it)."""
         chunk = min(self.cfg.eval_epochs, max_epochs) if max_epochs > 0 else 0
         spent, best, waited = 0.0, float("inf"), 0
         while chunk > 0 and spent < max_epochs - 1e-9:
-            self._train(min(chunk, max_epochs - spent), kind, lr_scale)
-            spent += chunk
+            step = min(chunk, max_epochs - spent)
+            lr = lr_scale
+            if isinstance(lr_scale, tuple):
+                lr = (cosine(*lr_scale, spent / max_epochs),
+                      cosine(*lr_scale, (spent + step) / max_epochs))
+            self._train(step, kind, lr)
+            spent += step
             err = self._evaluate()
             if done(err):
                 return True
@@ -104,7 +116,7 @@ class Synthesis:
                 best, waited = err, 0
             else:
                 waited += 1
-                if waited >= self.cfg.plateau_patience:
+                if plateau and waited >= self.cfg.plateau_patience:
                     break
         return done(self.val_error)
 
@@ -143,6 +155,9 @@ class Synthesis:
         self._log("warmup")
         self.stage = "growth"
 
+    def _reached(self, err: float) -> bool:
+        return err <= self.cfg.target
+
     def _gap(self) -> float:
         """How far growth still has to go, in (0, 1]: (val error - target) / target, capped
         at 1. Growth amounts scale with it, so steps shrink as the target nears."""
@@ -178,8 +193,10 @@ class Synthesis:
                     f"loss drop chosen {event['chosen_drop']:.4g}, "
                     f"random {event['random_drop']:.4g}"))
         self._changed()
-        self._train_until(self.budget.growth_epochs, "growth",
-                          lambda err: err <= self.cfg.target)
+        plateau = cfg.growth_schedule == "plateau"
+        self._train_until(self.budget.growth_epochs, "growth", self._reached,
+                          lr_scale=max(0.1, self._gap()) if plateau else (1.0, 0.05),
+                          plateau=plateau)
         self._log("train")
 
     def _stalled(self) -> bool:
@@ -222,8 +239,10 @@ class Synthesis:
         ``retrain_epochs``); when it is not, the network and optimizer state are restored and
         ``prune_fraction`` halved. So the network kept is always the smallest that held the
         reference. Ends at the step budget or below ``min_prune_fraction``."""
+        cap = self.budget.prune_samples
         if (self.step >= self.budget.prune_steps
-                or self.prune_fraction < self.cfg.min_prune_fraction):
+                or self.prune_fraction < self.cfg.min_prune_fraction
+                or (cap is not None and self.samples["pruning"] >= cap)):
             self.stage, self.step = "final", 0
             return
         self.step += 1
@@ -265,22 +284,19 @@ class Synthesis:
             self.step = self.budget.area_steps  # stop: areas only shrink from here
 
     def _final(self) -> None:
-        """Fine-tune the pruned network on a half-cosine from ``prune_lr`` x lr to lr/20, in
+        """Fine-tune the pruned network on a half-cosine from ``prune_lr`` to a tenth of it, in
         chunks; keep the checkpoint of lowest validation error (same params)."""
         epochs, chunk = self.budget.final_epochs, self.cfg.eval_epochs
         best = (self.val_error, copy.deepcopy(self.net))
         done, lr0 = 0.0, self.cfg.prune_lr
-
-        def lr_at(t: float) -> float:
-            return 0.05 + (lr0 - 0.05) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-
         while epochs > 0 and done < epochs - 1e-9:
             step = min(chunk, epochs - done)
-            self._train(step, "pruning", (lr_at(done / epochs), lr_at((done + step) / epochs)))
+            self._train(step, "pruning", (cosine(lr0, lr0 / 10, done / epochs),
+                                          cosine(lr0, lr0 / 10, (done + step) / epochs)))
             done += step
             if self._evaluate() < best[0]:
                 best = (self.val_error, copy.deepcopy(self.net))
-        if best[1] is not None and self.val_error > best[0]:
+        if self.val_error > best[0]:
             self.net, self.val_error = best[1], best[0]
             self._changed()
         self._log("final")
