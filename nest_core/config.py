@@ -85,10 +85,13 @@ class SynthesisConfig:
     batch_size: int = 128
     grad_samples: int = 10000  # training samples over which growth gradients are summed
     growth_patience: int = 3  # growth ends after this many steps without a new best val error
-    # growth training: "cosine" (each step up to growth_epochs on a half-cosine lr -> lr/20,
-    # stopping at the target) or "plateau" (constant lr following the gap to the target,
-    # next growth step once the validation error stops improving)
-    growth_schedule: str = "cosine"
+    # growth training: "phase" (one half-cosine lr -> lr/20 over the growth budget; the next
+    # growth step once validation error stops improving), "cosine" (each step up to
+    # growth_epochs on its own half-cosine) or "plateau" (constant lr following the gap to
+    # the target, next step on a plateau)
+    growth_schedule: str = "phase"
+    growth_decay: bool = True  # growth amounts shrink with the gap to the target
+    keep_optimizer: bool = True  # one optimizer for the run (False: a fresh one per call)
     eval_epochs: float = 0.25  # epochs of training between validation checks
     plateau_patience: int = 3  # checks without a new best val error: a plateau (grow again)
     prune_lr: float = 0.1  # learning rate of pruning and fine-tuning, as a share of lr
@@ -101,7 +104,8 @@ class SynthesisConfig:
     area_gamma: float = 0.1  # Algorithm 2: percentile of contributions masked per iteration
     prune_fraction: float = 0.2  # Policy 4: share of each layer's active weights pruned per step
     min_prune_fraction: float = 0.02  # the step is halved on failure until it falls below this
-    prune_tolerance: float = 0.0  # pruning keeps validation error <= reference + tolerance
+    prune_tolerance: float = 0.0  # the final validation error <= reference + tolerance
+    prune_slack: float = 0.002  # a pruning step may end this far above; fine-tuning recovers
     prune_flops: bool = False  # Policy 4: also balance per-layer shares by FLOPs, not weights only
     neuron_threshold: float = 0.0  # prune neurons whose mean |output| on validation is <= this
     distill: bool = False  # adaptive baseline: add a distillation loss from a dense teacher
@@ -130,8 +134,8 @@ class SynthesisConfig:
         for name in ("lr", "connection_growth", "prune_fraction", "min_prune_fraction"):
             if not 0 < getattr(self, name) <= (10 if name == "lr" else 1):
                 _bad(name, getattr(self, name), "in (0, 1]" if name != "lr" else "in (0, 10]")
-        if self.growth_schedule not in ("cosine", "plateau"):
-            _bad("growth_schedule", self.growth_schedule, "'cosine' or 'plateau'")
+        if self.growth_schedule not in ("phase", "cosine", "plateau"):
+            _bad("growth_schedule", self.growth_schedule, "'phase', 'cosine' or 'plateau'")
         if not 0 < self.eval_epochs <= 100:
             _bad("eval_epochs", self.eval_epochs, "0 < eval_epochs <= 100")
         if self.plateau_patience < 1:
@@ -145,7 +149,7 @@ class SynthesisConfig:
         for name in ("batch_size", "grad_samples", "neuron_grad_samples", "map_candidates"):
             if getattr(self, name) < 1:
                 _bad(name, getattr(self, name), ">= 1")
-        for name in ("connection_birth", "prune_tolerance", "neuron_threshold"):
+        for name in ("connection_birth", "prune_tolerance", "prune_slack", "neuron_threshold"):
             if not getattr(self, name) >= 0:
                 _bad(name, getattr(self, name), ">= 0")
         for name in ("neurons_per_step", "maps_per_step", "growth_patience"):

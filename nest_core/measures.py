@@ -4,7 +4,11 @@ Parameters are active connections (biases reported apart). FLOPs are 2 x multipl
 accumulates per inference, counted two ways: over all active connections (and, for convs,
 only unmasked output positions of partial-area convolution), and skipping inputs that are
 zero, averaged over the given images (Table 4(a): fc2's 0.7K FLOPs = 2 x 718 weights x 46%
-active inputs). Act% is the share of a layer's outputs that are non-zero per inference.
+active inputs). ``flops_paper`` is Table 4's own convention: the first layer over all its
+inputs (4(a): fc1's 14.1K = 2 x 7,032), every later layer skipping zero inputs. Act% is the
+share of a layer's outputs that are non-zero per inference. (The paper's LeNet-5 conv1 row,
+45.2K FLOPs for 74 weights at Conv% 39%, implies 45.2K / (2 x 74 x 0.39) = 783 ~ 28 x 28
+output positions, i.e. padded 'same' convolution; ours is Caffe's LeNet-5, unpadded, 24 x 24.)
 """
 
 from __future__ import annotations
@@ -71,6 +75,8 @@ def layer_table(net: torch.nn.Module, x: torch.Tensor, batch_size: int = 2000) -
         p_in = in_nz[k] / x.shape[0]
         act = 100.0 if out_nz[k] is None else float((out_nz[k] / x.shape[0]).mean() * 100)
         rows.append(_row(name, layer, p_in, act))
+    for k, row in enumerate(rows):  # Table 4(a)'s convention: the first layer over all inputs
+        row["flops_paper"] = row["flops"] if k == 0 else row["flops_nonzero"]
     return rows
 
 
@@ -113,6 +119,7 @@ def totals(rows: list[dict]) -> dict:
         "params": sum(r["weights"] for r in rows),
         "flops": sum(r["flops"] for r in rows),
         "flops_nonzero": sum(r["flops_nonzero"] for r in rows),
+        "flops_paper": sum(r.get("flops_paper", r["flops_nonzero"]) for r in rows),
     }
 
 

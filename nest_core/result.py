@@ -38,6 +38,7 @@ def build_result(synth: Synthesis) -> dict:
         "final_biases": count_biases(net),
         "final_flops": t["flops"],
         "final_flops_nonzero": t["flops_nonzero"],
+        "final_flops_paper": t["flops_paper"],
         "dense_params": dense_params,
         "dense_flops": dense_flops,
         "compression": dense_params / max(t["params"], 1),

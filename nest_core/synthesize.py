@@ -66,6 +66,7 @@ class Synthesis:
         self.post_growth: dict = {}
         self.prune_fraction = cfg.prune_fraction
         self.reference = float("nan")  # validation error pruning must hold
+        self.within: tuple | None = None  # (net, optimizer state, val error): smallest within
         self.distortion = AffineDistortion() if cfg.distortion else None
         self.trainer = Trainer(self.net, data, cfg.optimizer, cfg.lr, cfg.batch_size,
                                self.generator, self.distortion)
@@ -89,21 +90,28 @@ class Synthesis:
         self.samples[kind] += self.trainer.train(self._epochs(epochs), lr)
 
     def _changed(self) -> None:
-        """The network's structure or masks changed: the optimizer follows it."""
+        """The network's structure or masks changed: the optimizer follows it (or, without
+        ``keep_optimizer``, a fresh one starts, as before the synthesis-quality issue)."""
+        if not self.cfg.keep_optimizer:
+            self.trainer = Trainer(self.net, self.data, self.cfg.optimizer, self.cfg.lr,
+                                   self.cfg.batch_size, self.generator, self.distortion)
+            return
         self.trainer.sync(self.net)
 
     def _train_until(self, max_epochs: float, kind: str, done: Callable[[float], bool],
-                     lr_scale: float | tuple[float, float] = 1.0, plateau: bool = True) -> bool:
+                     lr_scale: float | tuple[float, float] | Callable = 1.0,
+                     plateau: bool = True) -> bool:
         """Train in chunks of ``cfg.eval_epochs``, evaluating after each, until
         ``done(val_error)`` (True is returned), ``max_epochs`` are spent or, with ``plateau``,
         the validation error has not improved for ``cfg.plateau_patience`` chunks (False).
-        ``lr_scale``: a constant share of ``cfg.lr``, or (start, end) of a half-cosine over
-        ``max_epochs`` (each chunk gets its piece of it)."""
+        ``lr_scale``: a constant share of ``cfg.lr``, (start, end) of a half-cosine over
+        ``max_epochs`` (each chunk gets its piece of it), or ``f(chunk_epochs) -> (start,
+        end)`` for a schedule that spans the whole phase."""
         chunk = min(self.cfg.eval_epochs, max_epochs) if max_epochs > 0 else 0
         spent, best, waited = 0.0, float("inf"), 0
         while chunk > 0 and spent < max_epochs - 1e-9:
             step = min(chunk, max_epochs - spent)
-            lr = lr_scale
+            lr = lr_scale(step) if callable(lr_scale) else lr_scale
             if isinstance(lr_scale, tuple):
                 lr = (cosine(*lr_scale, spent / max_epochs),
                       cosine(*lr_scale, (spent + step) / max_epochs))
@@ -150,18 +158,30 @@ class Synthesis:
     # ---- stages ------------------------------------------------------------------------
     def _warmup(self) -> None:
         """Seed training: until the target, a plateau or ``warmup_epochs``."""
-        self._train_until(self.budget.warmup_epochs, "growth",
-                          lambda err: err <= self.cfg.target)
+        phase = self.cfg.growth_schedule == "phase"
+        self._train_until(self.budget.warmup_epochs, "growth", self._reached,
+                          lr_scale=self._phase_lr if phase else 1.0)
         self._log("warmup")
         self.stage = "growth"
 
     def _reached(self, err: float) -> bool:
         return err <= self.cfg.target
 
+    def _phase_lr(self, epochs: float) -> tuple[float, float]:
+        """The growth phase's one schedule ("phase"): a half-cosine from lr to lr/20 over the
+        growth budget (warm-up plus every growth step's maximum), read off the samples spent,
+        so each growth step continues the decay instead of restarting it."""
+        b = self.budget
+        total = max(1, self._epochs(b.warmup_epochs + b.growth_steps * b.growth_epochs))
+        t0 = self.samples["growth"] / total
+        return cosine(1.0, 0.05, t0), cosine(1.0, 0.05, t0 + self._epochs(epochs) / total)
+
     def _gap(self) -> float:
         """How far growth still has to go, in (0, 1]: (val error - target) / target, capped
         at 1. Growth amounts scale with it, so steps shrink as the target nears."""
         target = self.cfg.target
+        if not self.cfg.growth_decay:
+            return 1.0
         return min(1.0, max(0.05, (self.val_error - target) / max(target, 1e-9)))
 
     def _grow_once(self) -> None:
@@ -193,10 +213,10 @@ class Synthesis:
                     f"loss drop chosen {event['chosen_drop']:.4g}, "
                     f"random {event['random_drop']:.4g}"))
         self._changed()
-        plateau = cfg.growth_schedule == "plateau"
+        schedule = {"plateau": max(0.1, self._gap()), "cosine": (1.0, 0.05),
+                    "phase": self._phase_lr}[cfg.growth_schedule]
         self._train_until(self.budget.growth_epochs, "growth", self._reached,
-                          lr_scale=max(0.1, self._gap()) if plateau else (1.0, 0.05),
-                          plateau=plateau)
+                          lr_scale=schedule, plateau=cfg.growth_schedule != "cosine")
         self._log("train")
 
     def _stalled(self) -> bool:
@@ -217,12 +237,20 @@ class Synthesis:
             self.reference = (self.cfg.target if reached else self.val_error)
             self.reference += self.cfg.prune_tolerance
             self.stage, self.step = "pruning", 0
+            self.within = None
+            if self.val_error <= self.reference:
+                self._keep_within()
             return
         self.step += 1
         self._grow_once()
 
     def _pruning(self) -> None:
         self._prune_iteration(self._prune_step)
+
+    def _keep_within(self) -> None:
+        """Remember the current network as the smallest one within the reference so far."""
+        if self.within is None or count_params(self.net) < count_params(self.within[0]):
+            self.within = (copy.deepcopy(self.net), self.trainer.snapshot(), self.val_error)
 
     def _prune_step(self) -> None:
         """Policy 4: magnitude pruning, then dead units (retraining follows in the loop)."""
@@ -250,12 +278,15 @@ class Synthesis:
         before, good_error = count_params(self.net), self.val_error
         prune()
         self._changed()
+        ceiling = self.reference + self.cfg.prune_slack
         self._train_until(self.budget.retrain_epochs, "pruning",
-                          lambda err: err <= self.reference, lr_scale=self.cfg.prune_lr)
+                          lambda err: err <= ceiling, lr_scale=self.cfg.prune_lr)
         self._log("retrain")
-        if self.val_error > self.reference:  # retraining could not hold the error: roll back
+        if self.val_error <= self.reference:
+            self._keep_within()
+        if self.val_error > ceiling:  # retraining could not hold the error: roll back
             detail = (f"fraction {self.prune_fraction:.3g} gave val error {self.val_error:.4f}"
-                      f" > {self.reference:.4f}; restored, fraction halved")
+                      f" > {ceiling:.4f}; restored, fraction halved")
             self.net, self.val_error = good, good_error
             self.trainer.restore(self.net, saved)
             self._log("rollback", added=before - count_params(self.net), detail=detail)
@@ -299,6 +330,13 @@ class Synthesis:
         if self.val_error > best[0]:
             self.net, self.val_error = best[1], best[0]
             self._changed()
+        if self.val_error > self.reference and self.within is not None:
+            detail = (f"fine-tuned val error {self.val_error:.4f} > {self.reference:.4f}: back "
+                      f"to the smallest network within it")
+            self.net, saved, self.val_error = self.within
+            self.trainer.restore(self.net, saved)
+            self._log("fallback", detail=detail)
+        self.within = None
         self._log("final")
         self.stage = "partial_area"
 
@@ -331,6 +369,11 @@ class Synthesis:
             "post_growth": self.post_growth, "prune_fraction": self.prune_fraction,
             "reference": self.reference,
             "optimizer": self.trainer.state(),
+            "within": None if self.within is None else {
+                "architecture": self.within[0].architecture().to_dict(),
+                "areas": areas(self.within[0]),
+                "model": {k: v.detach().cpu() for k, v in self.within[0].state_dict().items()},
+                "optimizer": self.within[1], "val_error": self.within[2]},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -341,6 +384,10 @@ class Synthesis:
         self.generator.set_state(state["generator"])
         self.history = [Event(**e) for e in state["history"]]
         self.trainer.restore(self.net, state.get("optimizer"))
+        w = state.get("within")
+        self.within = None if w is None else (
+            rebuild(w["architecture"], w["model"], w["areas"]).to(self.device), w["optimizer"],
+            w["val_error"])
         for key in ("stage", "step", "seconds", "samples", "val_error", "post_growth",
                     "prune_fraction", "reference"):
             setattr(self, key, state[key])

@@ -71,6 +71,9 @@ def test_measures_hand_count():
     assert [r["flops"] for r in rows] == [8, 2, 20]
     # fc1 skipping zero inputs: 2 x (2 + 0) / 2 samples = 2 FLOPs per inference.
     assert rows[0]["flops_nonzero"] == 2
+    # Table 4's convention: fc1 over all inputs (8), later layers skip zeros: fc2 reads unit 0
+    # (non-zero on sample 0 only): 2 x 1 x 0.5; fc3 reads fc2's unit 0 likewise: 2 x 10 x 0.5.
+    assert [r["flops_paper"] for r in rows] == [8, 1, 10] and totals(rows)["flops_paper"] == 19
     assert totals(rows)["params"] == count_params(net) == 15
     assert dense_cost(SeedNet(lenet300(1.0))) == (266200, 532400)
 

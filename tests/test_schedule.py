@@ -157,3 +157,28 @@ def test_resume_restores_the_optimizer_state(mnist_small):
 def test_schedule_fields_are_validated(field, value):
     with pytest.raises(ValueError, match=field):
         SynthesisConfig.create(model="lenet300", ratio=0.4, **{field: value})
+
+
+def test_pruning_slack_and_the_fallback_to_the_smallest_network_within(mnist_small,
+                                                                        monkeypatch):
+    cfg = SynthesisConfig.create(model="lenet300", ratio=0.2, budget="custom", budget_spec=TINY,
+                                 eval_epochs=0.25, prune_slack=0.01)
+    synth = Synthesis(cfg, mnist_small)
+    synth.stage, synth.step, synth.val_error = "growth", TINY.growth_steps, 0.09
+    synth.cfg = cfg.with_(target_error=0.10)
+    synth.advance()  # growth ends at the target: the reference is 0.10, slack 0.01
+    assert synth.stage == "pruning" and synth.reference == pytest.approx(0.10)
+    start = count_params(synth.net)
+    _scripted(monkeypatch, synth, [0.095])  # within the reference: the new smallest within
+    synth.advance()
+    within = count_params(synth.net)
+    assert within < start and count_params(synth.within[0]) == within
+    _scripted(monkeypatch, synth, [0.105])  # above the reference, within the slack: kept
+    synth.advance()
+    assert count_params(synth.net) < within and synth.history[-1].phase == "retrain"
+    assert count_params(synth.within[0]) == within
+    synth.stage = "final"
+    _scripted(monkeypatch, synth, [0.104])  # fine-tuning cannot get back under 0.10
+    synth.advance()
+    assert count_params(synth.net) == within and synth.val_error == 0.095  # the fallback
+    assert [e.phase for e in synth.history[-2:]] == ["fallback", "final"]
