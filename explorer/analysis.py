@@ -94,6 +94,24 @@ def _fill_from_folder(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     return df
 
 
+def _model_paths(df: pd.DataFrame, folder: Path) -> pd.DataFrame:
+    """Add `model_path`: the trial's compact model, <trials_dir>/<config_id>/model.pt, where
+    that file exists (the row's own model_path first), else None."""
+    try:
+        dirs = [Path(json.loads((folder / "manifest.json").read_text())["trials_dir"])]
+    except (OSError, ValueError, TypeError, KeyError):
+        dirs = []
+    dirs = list(dict.fromkeys([folder / "trials", *dirs]))
+    own = df["model_path"] if "model_path" in df.columns else pd.Series(None, index=df.index)
+    ids = df["config_id"] if "config_id" in df.columns else pd.Series(None, index=df.index)
+    paths = []
+    for given, cid in zip(own, ids, strict=True):
+        found = [Path(given)] if isinstance(given, str) and given else []
+        found += [d / str(cid) / "model.pt" for d in dirs] if isinstance(cid, str) else []
+        paths.append(next((str(f) for f in found if f.is_file()), None))
+    return df.assign(model_path=pd.Series(paths, index=df.index, dtype="object"))
+
+
 def _merge_manifests(manifests: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """One manifest: each key's shared value, or the list of its distinct values."""
     merged: dict[str, Any] = {}
@@ -118,7 +136,7 @@ def load_results(path: str | Path) -> Results:
     for file in files("trials.parquet"):
         df = _read(file, unreadable)
         if df is not None:
-            trials.append(_fill_from_folder(df, file))
+            trials.append(_model_paths(_fill_from_folder(df, file), file.parent))
     history = [df for f in files("history.parquet") if (df := _read(f, unreadable)) is not None]
     manifests: dict[str, dict[str, Any]] = {}
     for file in files("manifest.json"):
@@ -169,6 +187,25 @@ def reached_target(df: pd.DataFrame, target_error: float | None = None) -> pd.Se
     return df["target_reached"].astype("boolean").fillna(False).astype(bool)
 
 
+def target_text(df: pd.DataFrame, target_error: float | None = None) -> str:
+    """How a message names the target: `val_error <= 0.05`, or the trials' own target."""
+    if target_error is not None:
+        return f"val_error <= {target_error}"
+    values = _numeric(df, "target_error").dropna()
+    values = values[values > 0].unique()
+    if len(values) == 1:
+        return f"the target (val_error <= {_fmt(values[0])})"
+    return "the target" + (f" (val_error <= {', '.join(_fmt(v) for v in sorted(values))})"
+                           if len(values) else "")
+
+
+def _numeric(df: pd.DataFrame, column: str) -> pd.Series:
+    """A column as floats, all-NaN when it is missing."""
+    if column not in df.columns:
+        return pd.Series(np.nan, index=df.index, dtype=float)
+    return pd.to_numeric(df[column], errors="coerce").astype(float)
+
+
 def recommend_seed(
     df: pd.DataFrame,
     target_error: float | None = None,
@@ -178,7 +215,7 @@ def recommend_seed(
 
     `objective` is a column name or {column: weight}; with several columns each seed's mean is
     min-max normalised over the qualifying seeds before the weighted sum. Means and stds are
-    over the repeats that reached the target.
+    over the repeats that reached the target (std 0 for a single one).
     """
     weights = {objective: 1.0} if isinstance(objective, str) else dict(objective)
     missing = [c for c in weights if c not in df.columns]
@@ -192,53 +229,72 @@ def recommend_seed(
 
     if done.empty or not keys:
         return no_seed("No seed qualifies: there are no completed trials to choose from.")
-    done = done.assign(_reached=reached_target(done, target_error).to_numpy())
-    rows = []
-    for seed, group in done.groupby(keys, dropna=False, sort=True):
-        hit = group[group["_reached"]]
-        values = hit[list(weights)].apply(pd.to_numeric, errors="coerce")
-        rows.append(
-            {
-                "seed": {k: _native(v) for k, v in zip(keys, seed, strict=True)},
-                "n_repeats": len(group),
-                "n_reached": len(hit),
-                "mean": values.mean().to_dict(),
-                "std": values.std(ddof=1).fillna(0.0).to_dict(),
-                "trials": hit.assign(_score=values.iloc[:, 0]).sort_values("_score"),
-            }
-        )
-    target = f"val_error <= {target_error}" if target_error is not None else "the target"
-    ok = [
-        r
-        for r in rows
-        if 2 * r["n_reached"] > r["n_repeats"] and not any(np.isnan(list(r["mean"].values())))
-    ]
-    if not ok:
-        best = max(rows, key=lambda r: r["n_reached"] / r["n_repeats"])
+    cols = list(weights)
+    values = pd.DataFrame({c: _numeric(done, c) for c in cols}, index=done.index)
+    reached = reached_target(done, target_error).to_numpy()
+    values = values.where(pd.Series(reached, index=done.index), axis=0)  # missed: no value
+    frame = pd.concat([done[keys].reset_index(drop=True), values.reset_index(drop=True)],
+                      axis=1).assign(_hit=reached)
+    groups = frame.groupby(keys, dropna=False, sort=True)
+    stats = pd.DataFrame({"n": groups.size(), "hit": groups["_hit"].sum().astype(int)})
+    means, stds = groups[cols].mean(), groups[cols].std(ddof=1).fillna(0.0)
+    target = target_text(done, target_error)
+    ok = (2 * stats["hit"] > stats["n"]) & means.notna().all(axis=1)
+    if not ok.any():
+        best = (stats["hit"] / stats["n"]).to_numpy().argmax()
+        seed = _seed_dict(keys, stats.index[best])
         return no_seed(
-            f"No seed qualifies: none of {len(rows)} seeds had a majority of its repeats reach "
-            f"{target} (best: {best['n_reached']}/{best['n_repeats']} at {best['seed']})."
+            f"No seed qualifies: none of {len(stats)} seeds had a majority of its repeats reach "
+            f"{target} (best: {stats['hit'].iloc[best]}/{stats['n'].iloc[best]} at {seed})."
         )
-    means = pd.DataFrame([r["mean"] for r in ok])
-    span = (means.max() - means.min()).replace(0, 1)
-    scores = ((means - means.min()) / span * pd.Series(weights)).sum(axis=1)
-    pick = ok[int(scores.idxmin())]
-    trial_ids = tuple(str(t) for t in pick["trials"]["trial_id"] if pd.notna(t))
-    summary = ", ".join(f"{k} {_fmt(v)} ± {_fmt(pick['std'][k])}" for k, v in pick["mean"].items())
+    m = means[ok]
+    span = (m.max() - m.min()).replace(0, 1)
+    scores = ((m - m.min()) / span * pd.Series(weights)).sum(axis=1).to_numpy()
+    label = m.index[int(np.argmin(scores))]  # first minimum in sorted seed order
+    seed = _seed_dict(keys, label)
+    mean = {c: float(means.loc[label, c]) for c in cols}
+    std = {c: float(stds.loc[label, c]) for c in cols}
+    n, hit = int(stats.loc[label, "n"]), int(stats.loc[label, "hit"])
+    mine = np.all([_same(done[k], v) for k, v in seed.items()], axis=0) & reached
+    picked = done[mine].assign(_score=values[mine].iloc[:, 0]).sort_values("_score")
+    trial_ids = tuple(str(t) for t in picked.get("trial_id", []) if pd.notna(t))
+    spread = (lambda k: f" ± {_fmt(std[k])}") if hit > 1 else (lambda k: "")
+    summary = ", ".join(f"{k} {_fmt(v)}{spread(k)}" for k, v in mean.items())
+    over = f"mean over {hit} repeats" if hit > 1 else "a single repeat, no spread"
     return Recommendation(
-        seed=pick["seed"],
-        weights=weights,
-        mean=pick["mean"],
-        std=pick["std"],
-        n_repeats=pick["n_repeats"],
-        n_reached=pick["n_reached"],
+        seed=seed, weights=weights, mean=mean, std=std, n_repeats=n, n_reached=hit,
         qualified=True,
         message=(
-            f"Seed {pick['seed']} qualifies: {pick['n_reached']}/{pick['n_repeats']} repeats "
-            f"reached {target}; mean {summary} (best of {len(ok)} qualifying seeds)."
+            f"Seed {seed} qualifies: {hit}/{n} repeats reached {target}; {summary} ({over}; "
+            f"best of {int(ok.sum())} qualifying seeds)."
         ),
         trial_ids=trial_ids,
     )
+
+
+def _seed_dict(keys: list[str], label: Any) -> dict[str, Any]:
+    """A groupby label as {key: plain value}."""
+    label = label if isinstance(label, tuple) else (label,)
+    return {k: _native(v) for k, v in zip(keys, label, strict=True)}
+
+
+def _same(column: pd.Series, value: Any) -> np.ndarray:
+    """Rows equal to `value` (NaN matches NaN)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return column.isna().to_numpy()
+    return (column == value).to_numpy()
+
+
+def ratio_groups(ratio: pd.Series, max_groups: int = 12) -> pd.Series:
+    """The seed ratio, or with more than `max_groups` distinct values the centre of its bin
+    (equal-width bins): continuous searches get mean ± std per bin, not one group per trial."""
+    r = pd.to_numeric(ratio, errors="coerce").astype(float)
+    if r.nunique() <= max_groups:
+        return r
+    edges = np.linspace(r.min(), r.max(), max_groups + 1)
+    index = np.clip(np.searchsorted(edges, r.to_numpy(), side="right") - 1, 0, max_groups - 1)
+    centres = np.round((edges[:-1] + edges[1:]) / 2, 3)
+    return pd.Series(np.where(r.isna(), np.nan, centres[index]), index=r.index)
 
 
 def summary_table(
@@ -246,7 +302,8 @@ def summary_table(
     metrics: tuple[str, ...] = SUMMARY_METRICS,
     by: tuple[str, ...] = ("model", "method", "ratio"),
 ) -> pd.DataFrame:
-    """Per seed ratio: n, n_reached and mean/std of each metric over completed trials."""
+    """Per seed ratio (bins of it when continuous, see `ratio_groups`): n, n_reached and
+    mean/std of each metric over completed trials."""
     done = usable_trials(df, include_missed=True)
     keys = [k for k in by if k in done.columns and done[k].notna().any()]
     present = [m for m in metrics if m in done.columns]
@@ -254,6 +311,8 @@ def summary_table(
         return pd.DataFrame(columns=[*by, "n", "n_reached"])
     values = done[present].apply(pd.to_numeric, errors="coerce")
     values[keys] = done[keys]
+    if "ratio" in keys:
+        values["ratio"] = ratio_groups(done["ratio"])
     values["_reached"] = reached_target(done).to_numpy()
     groups = values.groupby(keys, dropna=False, sort=True)
     out = pd.DataFrame({"n": groups.size(), "n_reached": groups["_reached"].sum().astype(int)})

@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from explorer.figures import save_png  # noqa: E402
 from explorer.pareto import usable_trials  # noqa: E402
 
 DPI = 100
@@ -111,7 +112,4 @@ def fig_error_vs_params(trials: pd.DataFrame, path: Path) -> Path:
         ax.legend(title="method", fontsize="small")
         ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)

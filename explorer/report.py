@@ -2,6 +2,8 @@
 
 Usage: python -m explorer.report RESULTS_DIR [--time-axis seconds|samples]
 
+--time-axis picks the growth-time column of the findings; Fig. 6 draws both.
+
 Example:
     >>> write_report("results/lenet300_ratio")  # doctest: +SKIP
     [PosixPath('results/lenet300_ratio/fig6_growth_time_vs_size.png'), ...]
@@ -22,6 +24,7 @@ from explorer.analysis import (
     Recommendation,
     Results,
     load_results,
+    ratio_groups,
     recommend_seed,
     summary_table,
 )
@@ -31,12 +34,13 @@ from explorer.paper import RESULTS as PAPER_RESULTS
 from explorer.paper import paper_rows
 from explorer.pareto import usable_trials
 from explorer.schema import COMPLETED, FAILED, TRIAL_COLUMNS
-from nest_core.atomic import WriteError, check_writable
+from explorer.space_report import fig_space, section_space, seed_text, varying_params
 
 FIG6 = "fig6_growth_time_vs_size.png"
 FIG7 = "fig7_compression.png"
 FIG_METHODS = "methods_error_vs_params.png"
 FIG8 = "fig8_connections.png"
+FIG_SPACE = "fig_space_parameters.png"
 REPORT = "report.md"
 MANIFEST_FIELDS = ("study", "budget", "search", "device", "git_sha", "created_at", "command")
 
@@ -110,12 +114,28 @@ def _section_header(res: Results, folder: Path) -> list[str]:
         out.append(f"- failed trial `{row['trial_id']}` (ratio {row['ratio']}): {why}")
     if len(failed) > 5:
         out.append(f"- ... and {len(failed) - 5} more failed trials")
+    out.append(f"- **target**: {_target(res)}")
     for path, reason in res.unreadable:
         out.append(f"- unreadable file `{path}`: {reason}")
     missing = [c for c in TRIAL_COLUMNS if t[c].isna().all()] if len(t) else []
     if missing:
         out.append(f"- columns missing from the results (older schema?): {', '.join(missing)}")
     return [*out, ""]
+
+
+def _target(res: Results) -> str:
+    """The target the trials used, and whether the study named it or took the model's."""
+    t, m = res.trials, res.manifest
+    values = pd.to_numeric(t["target_error"], errors="coerce") if len(t) else pd.Series([])
+    values = sorted(v for v in values.dropna().unique() if v > 0)
+    named = m.get("target_error")
+    if not values and isinstance(named, (int, float)) and named > 0:
+        values = [named]
+    text = " / ".join(f"val_error <= {_num(v, pct=True)}" for v in values) or "unknown"
+    source = m.get("target_source")
+    if source is None and isinstance(named, (int, float)) and named < 0:
+        source = "the model's default"
+    return text + (f" ({source})" if source else "")
 
 
 def _section_layers(best: pd.DataFrame) -> list[str]:
@@ -172,14 +192,26 @@ def _section_comparison(trials: pd.DataFrame, best: pd.DataFrame) -> list[str]:
 
 def _section_summary(trials: pd.DataFrame, rec: Recommendation) -> list[str]:
     """The recommended seed and the per-ratio summary."""
-    out = ["## Recommended seed", "", rec.message, "", "## Per seed ratio", ""]
+    out = ["## Recommended seed", ""]
+    if rec.qualified and rec.seed:
+        spread = ", ".join(
+            f"{k} {_num(rec.mean[k])}" + (f" ± {_num(rec.std[k])}" if rec.n_reached > 1 else "")
+            for k in rec.mean)
+        out += [f"**{seed_text(rec.seed)}** ({rec.seed.get('model', '?')}, "
+                f"{rec.seed.get('method', 'nest')}): {spread} over {rec.n_reached} of "
+                f"{rec.n_repeats} repeats at the target.", ""]
+    out += [rec.message, "", "## Per seed ratio", ""]
     table = summary_table(trials)
     if table.empty:
         return out + ["No completed trials.", ""]
+    done = usable_trials(trials, include_missed=True)
+    binned = "ratio" in done and ratio_groups(done["ratio"]).nunique() < done["ratio"].nunique()
     cols = [c for c in table.columns if not c.endswith("_std")]
     pct = ["error" in c for c in cols]
     rows = [[_num(v, p) for v, p in zip(r, pct, strict=True)] for r in table[cols].values]
-    return out + [md_table(cols, rows), "", "Means over completed trials (`_mean`).", ""]
+    note = "Means over completed trials (`_mean`)" + (
+        "; ratio is the centre of an equal-width bin (a continuous search)." if binned else ".")
+    return out + [md_table(cols, rows), "", note, ""]
 
 
 def _fig8_trials(trials: pd.DataFrame, history: pd.DataFrame, rec: Recommendation) -> list:
@@ -238,10 +270,13 @@ def write_report(
     chosen = [(i, i) for i in trial_ids] if trial_ids else _fig8_trials(t, h, rec)
     time_col = figures.TIME_COLUMNS[time_axis]
     written = [
-        figures.fig_growth_vs_size(t, folder / FIG6, time_axis=time_axis),
+        figures.fig_growth_vs_size(t, folder / FIG6),
         figures.fig_compression(t, folder / FIG7),
         figures.fig_connections(h, chosen, folder / FIG8),
     ]
+    space = len(varying_params(t)) > 1  # a study of the seed space, not only of r
+    if space:
+        written.append(fig_space(t, folder / FIG_SPACE, time_col))
     methods = t["method"].dropna().unique() if "method" in t else []
     if len(methods) > 1:  # a methods study: NeST next to the pruning-only baselines
         written.append(fig_error_vs_params(t, folder / FIG_METHODS))
@@ -250,6 +285,10 @@ def write_report(
     if len(methods) > 1:
         lines += _section_methods(t)
     lines += _section_comparison(t, best) + _section_layers(best) + _section_summary(t, rec)
+    if space:
+        objectives = res.manifest.get("objectives")
+        lines += section_space(t, objectives if isinstance(objectives, dict) else None,
+                               FIG_SPACE)
     lines += ["## The paper's findings in this study's data", ""]
     lines += [f"{i}. {f.markdown()}" for i, f in enumerate(findings(t, time_col), start=1)]
     if h.empty:
@@ -257,7 +296,8 @@ def write_report(
     lines += ["", "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in written]
     lines += ["", "Fig. 8 trials: " + (", ".join(label for _, label in chosen) or "none")]
     report = folder / REPORT
-    report.write_text("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    figures.write_atomic(report, text.encode())
     return [*written, report]
 
 
@@ -272,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.results_dir.is_dir():  # a read-only folder fails here, before any figure
-            check_writable(args.results_dir)
+            figures.check_writable(args.results_dir)
         written = write_report(
             args.results_dir,
             time_axis=args.time_axis,
@@ -280,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             target_error=args.target_error,
             trial_ids=args.trials,
         )
-    except (NoResultsError, WriteError) as e:
+    except (NoResultsError, figures.WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for path in written:

@@ -91,7 +91,7 @@ def png_size(path: Path) -> tuple[int, int]:
 def test_report_writes_all_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     folder = make_results(tmp_path)
     assert main([str(folder)]) == 0
-    names = {FIG6: (640, 480), FIG7: (1000, 400), FIG8: (640, 480)}
+    names = {FIG6: (1170, 450), FIG7: (1080, 450), FIG8: (640, 480)}
     for name, size in names.items():
         assert png_size(folder / name) == size
         assert (folder / name).stat().st_size > 5_000  # more than a blank canvas
@@ -105,6 +105,10 @@ def test_report_writes_all_files(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "Han et al. 2015" in text and "1.29%" in text  # paper rows next to ours
     assert "Seed {'model': 'lenet300', 'method': 'nest', 'ratio': 0.1" in text
     assert text.count("— *supported*") == 4
+    assert "— *supported* (ρ = 0.9" in text and "n = 12)" in text  # statistic and n
+    assert "**target**: val_error <= 2.00%" in text
+    assert "**r = 0.1, d = 1, α = 0.1, β = 0.3** (lenet300, nest): final_params" in text
+    assert "over 3 repeats" in text and " ± " in text  # the spread over repeats
     # Fig. 8: the recommended trial first, then the smallest model of each other ratio.
     fig8 = "Fig. 8 trials: r = 0.1 (t0.1_1) recommended, r = 0.2 (t0.2_1), r = 0.5 (t0.5_0), "
     assert fig8 + "r = 1.0 (t1.0_1)" in text
@@ -131,7 +135,7 @@ def test_report_degrades_without_manifest_history_or_columns(tmp_path: Path):
     assert "columns missing from the results (older schema?)" in text
     assert "post_growth_params" in text and "The history is empty" in text
     assert "No per-layer data" in text
-    assert png_size(folder / FIG6) == (640, 480)
+    assert png_size(folder / FIG6) == (1170, 450)
 
 
 def test_report_without_completed_trials(tmp_path: Path):
