@@ -1,7 +1,8 @@
 """Study files: declarative YAML sweeps over NeST seed architectures, validated on load.
 
-A study names a model, a search space (ratio, density, alpha, beta, method lists and a number
-of repeats = seeds), the objectives, the target error and budget presets (smoke, quick,
+A study names a model, a search space (ratio, density, alpha, beta as lists or continuous
+ranges, method list, a number of repeats = seeds), the objectives, the target error, its
+default search (grid or optuna) and number of trials, and budget presets (smoke, quick,
 paper), each a nest_core budget preset with optional Budget field overrides and grid cuts.
 
 >>> study = load_study("lenet300")  # studies/lenet300.yaml
@@ -22,36 +23,27 @@ from typing import Any
 import yaml
 
 from explorer.schema import OUTCOME_COLUMNS
-from nest_core.config import BUDGETS, Budget, SynthesisConfig
+from explorer.search_space import (
+    Space,
+    StudyError,
+    as_mapping,
+    check_keys,
+    parse_samples,
+    parse_space,
+)
+from nest_core.config import BUDGETS, DEFAULT_TARGET, Budget, SynthesisConfig
 from nest_core.models import SEEDS
 
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"  # the repository's studies/
 PACKAGED_DIR = Path(__file__).resolve().parent / "study_files"  # the same files in a wheel
 BUDGET_NAMES = ("smoke", "quick", "paper")
-SPACE_LISTS = ("ratio", "density", "alpha", "beta", "method")
-SPACE_KEYS = (*SPACE_LISTS, "repeats")
+SEARCHES = ("grid", "optuna")
 TOP_KEYS = ("name", "model", "description", "space", "objectives", "target_error", "budgets",
-            "default_budget", "fixed")
+            "default_budget", "default_search", "num_samples", "fixed")
 REQUIRED = ("name", "model", "space", "objectives", "budgets", "default_budget")
 SEARCHED = ("model", "method", "ratio", "density", "alpha", "beta", "seed", "budget",
             "budget_spec", "target_error")  # set by the study itself, never under `fixed`
 NON_OBJECTIVES = ("layers_json", "target_reached")
-
-
-class StudyError(ValueError):
-    """A study is missing or invalid; the message names the offending field."""
-
-
-@dataclass(frozen=True)
-class Space:
-    """The searched values; the grid is their product times ``repeats`` seeds."""
-
-    ratio: tuple[float, ...]
-    density: tuple[float, ...]
-    alpha: tuple[float, ...]
-    beta: tuple[float, ...]
-    method: tuple[str, ...] = ("nest",)
-    repeats: int = 1
 
 
 @dataclass(frozen=True)
@@ -61,6 +53,7 @@ class BudgetPlan:
     name: str
     budget: Budget
     space: Space
+    num_samples: int | None = None  # Optuna trials: the budget's, else the study's
 
 
 @dataclass(frozen=True)
@@ -78,6 +71,12 @@ class Study:
     description: str = ""
     fixed: dict[str, Any] = field(default_factory=dict)
     content_hash: str = ""
+    default_search: str = "grid"  # what --search defaults to
+
+    @property
+    def target(self) -> float:
+        """The effective target error: the study's, else the model's default."""
+        return self.target_error if self.target_error >= 0 else DEFAULT_TARGET[self.model]
 
     def plan(self, budget: str | None = None) -> BudgetPlan:
         """The plan of ``budget`` (the study's default when None)."""
@@ -157,8 +156,8 @@ def load_study(name_or_path: str | Path) -> Study:
 
 def parse_study(raw: Any, path: Path = Path("<memory>")) -> Study:
     """Validate a parsed study mapping (see studies/README.md for the fields)."""
-    raw = _mapping(raw, "study")
-    _keys(raw, TOP_KEYS, "")
+    raw = as_mapping(raw, "study")
+    check_keys(raw, TOP_KEYS, "")
     for key in REQUIRED:
         if key not in raw:
             raise StudyError(f"{key}: required field is missing")
@@ -173,15 +172,20 @@ def parse_study(raw: Any, path: Path = Path("<memory>")) -> Study:
     if not isinstance(target, (int, float)) or isinstance(target, bool) or not (
             target < 0 or 0 < target < 1):
         raise StudyError(f"target_error: {target!r} must be a number in (0, 1)")
-    fixed = _mapping(raw.get("fixed") or {}, "fixed")
+    fixed = as_mapping(raw.get("fixed") or {}, "fixed")
     allowed = [f.name for f in fields(SynthesisConfig) if f.name not in SEARCHED]
-    _keys(fixed, allowed, "fixed.")
-    space = _space(_mapping(raw["space"], "space"), None, "space.", model)
+    check_keys(fixed, allowed, "fixed.")
+    space = parse_space(as_mapping(raw["space"], "space"), None, "space.", model)
+    search = raw.get("default_search", "grid")
+    if search not in SEARCHES:
+        raise StudyError(f"default_search: {search!r} is not one of {list(SEARCHES)}")
+    samples = parse_samples(raw.get("num_samples"), "num_samples")
     budgets = {}
-    for bname, entry in _mapping(raw["budgets"], "budgets").items():
+    for bname, entry in as_mapping(raw["budgets"], "budgets").items():
         if bname not in BUDGET_NAMES:
             raise StudyError(f"budgets.{bname}: unknown budget; allowed: {list(BUDGET_NAMES)}")
-        budgets[bname] = _budget(bname, _mapping(entry, f"budgets.{bname}"), space, model)
+        budgets[bname] = _budget(bname, as_mapping(entry, f"budgets.{bname}"), space, model,
+                                 samples)
     if not budgets:
         raise StudyError("budgets: define at least one of smoke, quick, paper")
     default = raw["default_budget"]
@@ -191,7 +195,7 @@ def parse_study(raw: Any, path: Path = Path("<memory>")) -> Study:
                   objectives=_objectives(raw["objectives"]), target_error=float(target),
                   budgets=budgets, default_budget=default,
                   description=str(raw.get("description", "")), fixed=fixed,
-                  content_hash=_hash(raw))
+                  content_hash=_hash(raw), default_search=search)
     for plan in budgets.values():  # fixed fields and every combination must be valid too
         study.grid(plan)
     return study
@@ -202,55 +206,11 @@ def _hash(raw: dict) -> str:
     return hashlib.sha256(canon.encode()).hexdigest()[:8]
 
 
-def _mapping(value: Any, where: str) -> dict:
-    if not isinstance(value, dict):
-        raise StudyError(f"{where}: expected a mapping, got {type(value).__name__}")
-    return value
-
-
-def _keys(d: dict, allowed: Any, prefix: str) -> None:
-    unknown = [k for k in d if k not in allowed]
-    if unknown:
-        raise StudyError(f"{prefix}{unknown[0]}: unknown field; allowed: {list(allowed)}")
-
-
-def _values(key: str, value: Any, where: str, model: str) -> tuple:
-    """A non-empty list of distinct values, each valid for SynthesisConfig."""
-    if not isinstance(value, list) or not value:
-        raise StudyError(f"{where}{key}: expected a non-empty list, got {value!r}")
-    kind, noun = (str, "string") if key == "method" else ((int, float), "number")
-    for v in value:
-        if not isinstance(v, kind) or isinstance(v, bool):
-            raise StudyError(f"{where}{key}: {v!r} is not a {noun}")
-        try:
-            SynthesisConfig.create(**{"model": model, "ratio": 1.0, "budget": "smoke", key: v})
-        except ValueError as e:
-            raise StudyError(f"{where}{key}: {e}") from None
-    if len(set(value)) != len(value):
-        raise StudyError(f"{where}{key}: values repeat in {value!r}")
-    return tuple(float(v) if kind is not str else v for v in value)
-
-
-def _space(d: dict, base: Space | None, where: str, model: str) -> Space:
-    _keys(d, SPACE_KEYS, where)
-    values: dict[str, Any] = asdict(base) if base else {}
-    for key in SPACE_LISTS:
-        if key in d:
-            values[key] = _values(key, d[key], where, model)
-        elif base is None and key != "method":
-            raise StudyError(f"{where}{key}: required field is missing")
-    if "repeats" in d:
-        reps = d["repeats"]
-        if not isinstance(reps, int) or isinstance(reps, bool) or reps < 1:
-            raise StudyError(f"{where}repeats: {reps!r} must be an integer >= 1")
-        values["repeats"] = reps
-    return Space(**values)
-
-
-def _budget(name: str, d: dict, space: Space, model: str) -> BudgetPlan:
+def _budget(name: str, d: dict, space: Space, model: str,
+            samples: int | None = None) -> BudgetPlan:
     where = f"budgets.{name}."
     budget_fields = [f.name for f in fields(Budget)]
-    _keys(d, ("preset", "grid", *budget_fields), where)
+    check_keys(d, ("preset", "grid", "num_samples", *budget_fields), where)
     preset = d.get("preset", name)
     if preset not in BUDGETS:
         raise StudyError(f"{where}preset: {preset!r} is not one of {list(BUDGETS)}")
@@ -259,12 +219,14 @@ def _budget(name: str, d: dict, space: Space, model: str) -> BudgetPlan:
         budget = replace(BUDGETS[preset], **overrides)
     except (TypeError, ValueError) as e:
         raise StudyError(f"{where.rstrip('.')}: {e}") from None
-    grid = _space(_mapping(d.get("grid") or {}, f"{where}grid"), space, f"{where}grid.", model)
-    return BudgetPlan(name=name, budget=budget, space=grid)
+    cut = as_mapping(d.get("grid") or {}, f"{where}grid")
+    grid = parse_space(cut, space, f"{where}grid.", model)
+    samples = parse_samples(d.get("num_samples"), f"{where}num_samples") or samples
+    return BudgetPlan(name=name, budget=budget, space=grid, num_samples=samples)
 
 
 def _objectives(value: Any) -> dict[str, str]:
-    d = _mapping(value, "objectives")
+    d = as_mapping(value, "objectives")
     if not d:
         raise StudyError("objectives: give at least one {column: min|max}")
     allowed = [c for c in OUTCOME_COLUMNS if c not in NON_OBJECTIVES]
