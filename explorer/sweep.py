@@ -89,9 +89,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--study", dest="study_path", metavar="PATH",
                    help="path of a study file instead of a name")
     p.add_argument("--budget", choices=BUDGET_NAMES, help="budget preset (default: study's)")
-    p.add_argument("--search", choices=("grid", "optuna"), default="grid",
-                   help="grid: every grid point; optuna: multi-objective TPE (default grid)")
-    p.add_argument("--num-samples", type=int, help="optuna trials (default: grid size)")
+    p.add_argument("--search", choices=("grid", "optuna"),
+                   help="grid: every grid point; optuna: multi-objective TPE "
+                   "(default: the study's default_search, else grid)")
+    p.add_argument("--num-samples", type=int,
+                   help="optuna trials (default: the study's num_samples, else grid size)")
     p.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="default 1")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="default 0")
@@ -122,7 +124,7 @@ def _check_numbers(args: argparse.Namespace) -> None:
             raise UsageError(f"--{name.replace('_', '-')}={value} must be >= {low}")
     if not args.cpus_per_trial > 0:
         raise UsageError(f"--cpus-per-trial={args.cpus_per_trial} must be > 0")
-    if args.num_samples is not None and args.search != "optuna":
+    if args.num_samples is not None and args.search == "grid":
         raise UsageError("--num-samples only applies to --search optuna")
     if (args.study is None) == (args.study_path is None):
         raise UsageError("give a study name (e.g. lenet5) or --study PATH, not both")
@@ -150,6 +152,11 @@ def prepare(args: argparse.Namespace) -> Experiment:
         study = load_study(args.study_path or args.study)
         plan = study.plan(args.budget)
         points = study.grid(plan, args.seed, args.train_limit)
+        args.search = args.search or study.default_search
+        if args.num_samples is not None and args.search != "optuna":
+            raise UsageError("--num-samples only applies to --search optuna")
+        if args.search == "optuna" and args.num_samples is None:
+            args.num_samples = plan.num_samples  # the study's, else the grid size
     except StudyError as e:
         raise UsageError(str(e)) from None
     data_dir = resolve_root(args.data_dir).resolve()
@@ -277,7 +284,7 @@ def _print_summary(exp: Experiment, trials: pd.DataFrame, history: pd.DataFrame,
     if expected is not None and len(trials) < expected:
         print(f"{expected - len(trials)} of {expected} trials did not finish: rerun the same "
               "command (or add --resume) to finish them.")
-    for line in pareto_lines(trials, exp.study.objectives, exp.points[0]["target_error"]):
+    for line in pareto_lines(trials, exp.study.objectives, exp.study.target):
         print(line)
 
 

@@ -181,9 +181,12 @@ def param_space(exp: Experiment) -> dict[str, Any]:
     from ray import tune
 
     space: dict[str, Any] = {}
+    ranges = exp.plan.space.ranges if exp.search == "optuna" else {}  # continuous keys
     for key in exp.points[0]:
         values = list({json.dumps(p[key], sort_keys=True): p[key] for p in exp.points}.values())
-        if len(values) == 1:
+        if key in ranges:
+            space[key] = ranges[key].domain()  # tune.uniform / loguniform
+        elif len(values) == 1:
             space[key] = values[0]
         elif exp.search == "grid":
             space[key] = tune.grid_search(values)
