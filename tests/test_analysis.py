@@ -8,7 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from explorer.analysis import load_results, recommend_seed, summary_table
+from explorer.analysis import (
+    load_results,
+    ratio_groups,
+    recommend_seed,
+    summary_table,
+    target_text,
+)
 from explorer.schema import TRIAL_COLUMNS
 
 
@@ -155,3 +161,40 @@ def test_load_results_empty_and_missing(tmp_path: Path):
     assert "final_params" in res.trials.columns
     with pytest.raises(FileNotFoundError):
         load_results(tmp_path / "nope")
+
+
+def test_load_results_model_path(tmp_path: Path):
+    exp = tmp_path / "s" / "e"
+    base = {"model": "lenet300", "ratio": 0.5, "status": "completed"}
+    write_trials(exp, [dict(base, config_id="c1", trial_id="t1"),
+                       dict(base, config_id="c2", trial_id="t2")])
+    (exp / "trials" / "c1").mkdir(parents=True)
+    (exp / "trials" / "c1" / "model.pt").write_bytes(b"x")
+    elsewhere = tmp_path / "shared" / "trials"  # --storage: the manifest names trials_dir
+    (elsewhere / "c2").mkdir(parents=True)
+    (elsewhere / "c2" / "model.pt").write_bytes(b"y")
+    t = load_results(exp).trials.set_index("config_id")
+    assert t.loc["c1", "model_path"] == str(exp / "trials" / "c1" / "model.pt")
+    assert t.loc["c2", "model_path"] is None
+    (exp / "manifest.json").write_text(json.dumps({"trials_dir": str(elsewhere)}))
+    t = load_results(exp).trials.set_index("config_id")
+    assert t.loc["c2", "model_path"] == str(elsewhere / "c2" / "model.pt")
+
+
+def test_ratio_groups_bin_only_continuous_ratios():
+    few = pd.Series([0.2, 0.5, 0.5, 1.0])
+    assert ratio_groups(few).tolist() == [0.2, 0.5, 0.5, 1.0]
+    many = pd.Series([0.2 + 0.8 * i / 99 for i in range(100)])
+    groups = ratio_groups(many, max_groups=4)
+    assert groups.nunique() == 4 and groups.tolist()[:2] == [0.3, 0.3]
+    assert groups.iloc[-1] == 0.9  # the top edge falls in the last bin
+
+
+def test_recommend_single_repeats_and_target_in_message():
+    df = seed_trials().assign(target_error=0.013)
+    df = df[df["trial_id"].str.endswith("_0")]  # one repeat per seed
+    rec = recommend_seed(df)
+    assert rec.seed["ratio"] == 2.0 and rec.n_reached == 1
+    assert "±" not in rec.message and "a single repeat, no spread" in rec.message
+    assert "reached the target (val_error <= 0.013)" in rec.message
+    assert target_text(df, 0.05) == "val_error <= 0.05"

@@ -170,3 +170,43 @@ def test_methods_study_gets_a_methods_section(tmp_path: Path):
     text = (tmp_path / "report.md").read_text()
     assert "## Methods at equal budget" in text
     assert "| nest | 3 | 0.015 |" in text and "| magnitude | 3 | 0.016 |" in text
+
+
+def test_space_study_report(tmp_path: Path):
+    """A study over (r, d, α, β) gets the per-parameter panels and the front's four values."""
+    from explorer.report import FIG_SPACE
+
+    rng = np.random.default_rng(1)
+    t = synthetic_trials()
+    n = len(t)
+    t = t.assign(density=rng.choice([0.05, 0.1, 0.2, 0.4], n), alpha=rng.uniform(0.1, 1, n),
+                 beta=rng.uniform(0.05, 0.3, n), target_error=0.013)
+    t["config_id"] = [f"c{i}" for i in range(n)]
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    t.to_parquet(folder / "trials.parquet")
+    manifest = {"study": "lenet300_space", "target_error": -1.0,
+                "objectives": {"growth_seconds": "min", "final_params": "min"}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    paths = write_report(folder)
+    assert FIG_SPACE in [p.name for p in paths] and png_size(folder / FIG_SPACE)[0] > 1000
+    text = (folder / REPORT).read_text()
+    assert "**target**: val_error <= 1.30% (the model's default)" in text
+    assert "Varying: ratio (r), density (d), alpha (α), beta (β)" in text
+    assert "| r | d | α | β | growth_seconds | final_params |" in text
+    front = text.split("### Pareto front over the whole space")[1]
+    assert "non-dominated trials among those at the target" in front
+    rec = text.split("## Recommended seed")[1].split("\n\n")[1]
+    assert all(f"{s} = " in rec for s in ("r", "d", "α", "β"))  # all four values named
+    assert "density, alpha, beta vary too and are pooled" in text
+
+
+def test_insufficient_findings_still_give_statistic_and_n(tmp_path: Path):
+    folder = make_results(tmp_path)
+    two = synthetic_trials()
+    two = two[two["ratio"].isin([0.1, 0.2])]
+    two.to_parquet(folder / "trials.parquet")
+    write_report(folder)
+    text = (folder / REPORT).read_text()
+    assert text.count("*insufficient data* (") == 4
+    assert "— *insufficient data* (ρ = " in text and "n = 6)" in text

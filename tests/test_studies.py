@@ -129,3 +129,54 @@ def test_unknown_study_and_bad_yaml(tmp_path: Path):
     listy.write_text(yaml.safe_dump([1, 2]))
     with pytest.raises(StudyError, match=f"{listy}: study: expected a mapping"):
         load_study(listy)
+
+
+def test_continuous_ranges_grid_points_and_search_defaults():
+    raw = _with("space.ratio", {"low": 0.2, "high": 1.0})
+    raw["space"]["alpha"] = {"low": 0.1, "high": 1.0, "log": True, "steps": 2}
+    raw.update(default_search="optuna", num_samples=7)
+    raw["budgets"]["smoke"]["num_samples"] = 2
+    study = parse_study(raw)
+    quick, smoke = study.plan("quick"), study.plan("smoke")
+    assert quick.space.ratio == (0.2, 0.6, 1.0) and quick.space.alpha == (0.1, 1.0)
+    assert set(quick.space.ranges) == {"ratio", "alpha"}
+    assert quick.space.ranges["alpha"].log and not quick.space.ranges["ratio"].log
+    assert len(study.grid(quick)) == 3 * 2 * 2  # ratio x alpha x repeats
+    assert study.default_search == "optuna"
+    assert (quick.num_samples, smoke.num_samples) == (7, 2)
+    cut = parse_study(_with("budgets.smoke.grid", {"ratio": [0.3]}) | {
+        "space": raw["space"]}).plan("smoke")
+    assert cut.space.ratio == (0.3,) and set(cut.space.ranges) == {"alpha"}  # a list wins
+
+
+def test_target_is_the_model_default_when_unnamed():
+    assert parse_study(_with("target_error", DELETE)).target == 0.013
+    assert parse_study(copy.deepcopy(VALID)).target == 0.02
+
+
+@pytest.mark.parametrize("path, value, named", [
+    ("space.ratio", {"low": 0.5, "high": 0.2}, "space.ratio: low 0.5 must be below high"),
+    ("space.ratio", {"low": 0.2}, "space.ratio.high"),
+    ("space.ratio", {"low": 0.2, "high": 3.0}, "space.ratio: ratio=3.0 is out of range"),
+    ("space.ratio", {"low": 0.2, "high": 1.0, "steps": 1}, "space.ratio.steps"),
+    ("space.ratio", {"low": 0.2, "high": 1.0, "spread": 2}, "space.ratio.spread"),
+    ("space.alpha", {"low": 0.0, "high": 1.0, "log": True}, "space.alpha: log: true needs"),
+    ("space.method", {"low": 0.1, "high": 1.0}, "space.method: expected a non-empty list"),
+    ("default_search", "random", "default_search"),
+    ("num_samples", 0, "num_samples"),
+    ("budgets.smoke.num_samples", "many", "budgets.smoke.num_samples"),
+])
+def test_range_and_search_errors_name_the_field(path, value, named):
+    with pytest.raises(StudyError) as info:
+        parse_study(_with(path, value))
+    assert named in str(info.value)
+
+
+def test_space_study():
+    study = load_study("lenet300_space")
+    plan = study.plan()
+    assert study.default_search == "optuna" and plan.num_samples == 8
+    assert set(plan.space.ranges) == {"ratio", "alpha", "beta"}
+    assert plan.space.density == (0.05, 0.1, 0.2, 0.4)
+    assert plan.space.ranges["alpha"].log and study.target_error < 0 and study.target == 0.013
+    assert plan.budget.train_limit is None and study.plan("smoke").num_samples == 2
