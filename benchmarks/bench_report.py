@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -129,7 +130,8 @@ def main() -> None:
         times = [time_report(exp) for _ in range(args.repeats)]
     print(f"explorer.report on {args.trials} trials: "
           + ", ".join(f"{t:.2f}s" for t in times)
-          + f"; median {statistics.median(times):.2f}s (bar: <= 3 s)")
+          + f"; median {statistics.median(times):.2f}s (bar: <= 3 s; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 
 
 if __name__ == "__main__":
