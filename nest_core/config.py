@@ -34,13 +34,15 @@ class Budget:
     final_epochs: float = 0.0  # fine-tuning of the final model
     area_steps: int = 0  # partial-area convolution iterations (Algorithm 2), conv nets only
     prune_samples: int | None = None  # pruning stops once it has used this many samples
+    anneal_epochs: float = 0.0  # training at a decaying rate once growth ends, before pruning
 
     def __post_init__(self) -> None:
         if self.train_limit is not None and self.train_limit < 1:
             _bad("budget.train_limit", self.train_limit, ">= 1 or None")
         if self.prune_samples is not None and self.prune_samples < 0:
             _bad("budget.prune_samples", self.prune_samples, ">= 0 or None")
-        for name in ("warmup_epochs", "growth_epochs", "retrain_epochs", "final_epochs"):
+        for name in ("warmup_epochs", "growth_epochs", "retrain_epochs", "final_epochs",
+                     "anneal_epochs"):
             if not getattr(self, name) >= 0:
                 _bad(f"budget.{name}", getattr(self, name), ">= 0")
         for name in ("growth_steps", "prune_steps", "area_steps"):
@@ -95,6 +97,7 @@ class SynthesisConfig:
     eval_epochs: float = 0.25  # epochs of training between validation checks
     plateau_patience: int = 3  # checks without a new best val error: a plateau (grow again)
     prune_lr: float = 0.1  # learning rate of pruning and fine-tuning, as a share of lr
+    prune_schedule: str = "constant"  # retraining per pruning step: "constant" or "cosine"
     connection_growth: float = 0.2  # Policy 1: connections added per layer, share of active
     connection_birth: float = 0.1  # Policy 1: mean |w| of new connections / mean |W| of layer
     neurons_per_step: int = 10  # Algorithm 1: neurons added per hidden layer per growth step
@@ -136,6 +139,8 @@ class SynthesisConfig:
                 _bad(name, getattr(self, name), "in (0, 1]" if name != "lr" else "in (0, 10]")
         if self.growth_schedule not in ("phase", "cosine", "plateau"):
             _bad("growth_schedule", self.growth_schedule, "'phase', 'cosine' or 'plateau'")
+        if self.prune_schedule not in ("constant", "cosine"):
+            _bad("prune_schedule", self.prune_schedule, "'constant' or 'cosine'")
         if not 0 < self.eval_epochs <= 100:
             _bad("eval_epochs", self.eval_epochs, "0 < eval_epochs <= 100")
         if self.plateau_patience < 1:

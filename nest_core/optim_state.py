@@ -39,11 +39,16 @@ def param_names(net: nn.Module) -> dict[str, nn.Parameter]:
 
 @torch.no_grad()
 def sync_optimizer(opt: torch.optim.Optimizer, net: nn.Module,
-                   previous: dict[str, nn.Parameter]) -> dict[str, nn.Parameter]:
+                   previous: dict[str, nn.Parameter],
+                   masks_before: dict[str, torch.Tensor] | None = None
+                   ) -> dict[str, nn.Parameter]:
     """Move ``opt`` (one param group) onto ``net``'s current parameters; ``previous`` maps
-    names to the parameters ``opt`` held. Returns the new name -> parameter map."""
+    names to the parameters ``opt`` held, ``masks_before`` (``masks(net)`` taken then) tells
+    which connections are new. Returns the new name -> parameter map."""
     current = param_names(net)
     by_old = {id(p): name for name, p in previous.items()}
+    active = {name: _fit(m, dict(masked_layers(net))[name].mask).bool()
+              for name, m in (masks_before or {}).items() if name in dict(masked_layers(net))}
     moved: dict[str, dict] = {}
     for p, state in list(opt.state.items()):
         name = by_old.get(id(p))
@@ -56,13 +61,22 @@ def sync_optimizer(opt: torch.optim.Optimizer, net: nn.Module,
             opt.state[p] = {k: (_fit(v, p) if torch.is_tensor(v) and v.dim() > 0 else v)
                             for k, v in state.items()}
     opt.param_groups[0]["params"] = list(current.values())
-    _zero_dormant(opt, net)
+    _zero_dormant(opt, net, active)
     return current
 
 
-def _zero_dormant(opt: torch.optim.Optimizer, net: nn.Module) -> None:
-    """Zero every per-entry state tensor (moments, momentum) where the mask is off."""
-    for _, layer in masked_layers(net):
+def masks(net: nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of every masked layer's mask, by layer name (to tell new connections later)."""
+    return {name: layer.mask.clone() for name, layer in masked_layers(net)}
+
+
+def _zero_dormant(opt: torch.optim.Optimizer, net: nn.Module,
+                  active: dict[str, torch.Tensor]) -> None:
+    """Zero every per-entry state tensor (moments, momentum) where the mask is off. Adam's
+    second moment of a connection that just became active is set to the mean of the layer's
+    other active entries instead: with a zero second moment and the tensor's shared step
+    count (no bias correction left), its first updates would be up to ~6x the layer's."""
+    for name, layer in masked_layers(net):
         state = opt.state.get(layer.weight)
         if not state:
             continue
@@ -70,6 +84,12 @@ def _zero_dormant(opt: torch.optim.Optimizer, net: nn.Module) -> None:
         for v in state.values():
             if torch.is_tensor(v) and v.shape == layer.weight.shape:
                 v.mul_(keep)
+        sq, was = state.get("exp_avg_sq"), active.get(name)
+        if sq is not None and was is not None:
+            old = was & layer.mask
+            new = layer.mask & ~old
+            if new.any() and old.any():
+                sq[new] = sq[old].mean()
 
 
 def state_by_name(opt: torch.optim.Optimizer, names: dict[str, nn.Parameter]) -> dict:

@@ -219,6 +219,22 @@ class Synthesis:
                           lr_scale=schedule, plateau=cfg.growth_schedule != "cosine")
         self._log("train")
 
+    def _anneal(self) -> None:
+        """The end of the growth phase: ``anneal_epochs`` more training on a half-cosine from
+        the growth rate to lr/20 (no growth), so pruning starts from a settled network; the
+        checkpoint of lowest validation error is kept."""
+        epochs = self.budget.anneal_epochs
+        if epochs <= 0:
+            return
+        start = self._phase_lr(0)[0] if self.cfg.growth_schedule == "phase" else 1.0
+        best = (self.val_error, copy.deepcopy(self.net))
+        self._train_until(epochs, "growth", lambda err: False, lr_scale=(start, 0.05),
+                          plateau=False)
+        if self.val_error > best[0]:
+            self.net, self.val_error = best[1], best[0]
+            self._changed()
+        self._log("anneal")
+
     def _stalled(self) -> bool:
         """True when the last ``growth_patience`` growth steps found no better val error."""
         patience = self.cfg.growth_patience
@@ -231,6 +247,7 @@ class Synthesis:
         if (self.val_error <= self.cfg.target or self.step >= self.budget.growth_steps
                 or self._stalled()):
             reached = self.val_error <= self.cfg.target
+            self._anneal()
             self.post_growth = {"params": count_params(self.net), "val_error": self.val_error,
                                 "target_reached": reached,
                                 "architecture": self.net.architecture().to_dict()}
@@ -246,6 +263,12 @@ class Synthesis:
 
     def _pruning(self) -> None:
         self._prune_iteration(self._prune_step)
+
+    def _prune_lr(self) -> float | tuple[float, float]:
+        """Retraining after a pruning step: constant ``prune_lr`` (stopping on a plateau), or
+        a half-cosine from it to a twentieth over ``retrain_epochs`` ("cosine")."""
+        lr = self.cfg.prune_lr
+        return lr if self.cfg.prune_schedule == "constant" else (lr, lr / 20)
 
     def _keep_within(self) -> None:
         """Remember the current network as the smallest one within the reference so far."""
@@ -280,7 +303,8 @@ class Synthesis:
         self._changed()
         ceiling = self.reference + self.cfg.prune_slack
         self._train_until(self.budget.retrain_epochs, "pruning",
-                          lambda err: err <= ceiling, lr_scale=self.cfg.prune_lr)
+                          lambda err: err <= ceiling, lr_scale=self._prune_lr(),
+                          plateau=self.cfg.prune_schedule == "constant")
         self._log("retrain")
         if self.val_error <= self.reference:
             self._keep_within()

@@ -22,6 +22,7 @@ from nest_core.data import AffineDistortion, FolderData, ImageData, Split
 from nest_core.layers import attach_mask_enforcer
 from nest_core.optim_state import (
     load_state_by_name,
+    masks,
     param_names,
     state_by_name,
     sync_optimizer,
@@ -90,14 +91,15 @@ class Trainer:
         self.batch_size, self.generator, self.distortion = batch_size, generator, distortion
         self.amp = amp
         self.opt = _optimizer(model, optimizer, lr)
-        self.names = param_names(model)
+        self.names, self.masks = param_names(model), masks(model)
         self._hook = attach_mask_enforcer(self.opt, model)
 
     def sync(self, model: nn.Module) -> None:
         """Follow ``model`` after growth, pruning or a rollback (see ``optim_state``)."""
         if model is not self.model:
             self.model = model
-        self.names = sync_optimizer(self.opt, model, self.names)
+        self.names = sync_optimizer(self.opt, model, self.names, self.masks)
+        self.masks = masks(model)
         self._hook.remove()
         self._hook = attach_mask_enforcer(self.opt, model)
 
@@ -111,7 +113,7 @@ class Trainer:
 
     def restore(self, model: nn.Module, state: dict | None) -> None:
         """Point the optimizer at ``model`` with ``state`` (from ``state()``; None: empty)."""
-        self.model, self.names = model, param_names(model)
+        self.model, self.names, self.masks = model, param_names(model), masks(model)
         self.opt.param_groups[0]["params"] = list(self.names.values())
         self.opt.state.clear()
         if state:
