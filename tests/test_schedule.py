@@ -54,6 +54,7 @@ def test_optimizer_state_follows_neuron_and_connection_growth_and_pruning():
     trainer.train(16)
     before = {n: {k: v.clone() for k, v in trainer.opt.state[p].items()}
               for n, p in net.named_parameters()}
+    masks_before = {name: layer.mask.clone() for name, layer in masked_layers(net)}
     grow_neurons(net, 0, 2, batches, 0.3, 0.5, g)  # fcs.0 gains 2 rows, fcs.1 2 columns
     grads = {name: torch.ones_like(layer.weight) for name, layer in masked_layers(net)}
     grow_connections(net, grads, 0.5, 0.1)
@@ -76,6 +77,15 @@ def test_optimizer_state_follows_neuron_and_connection_growth_and_pruning():
         extra = torch.ones_like(p, dtype=torch.bool)
         extra[region] = False
         assert torch.all(state["exp_avg"][extra] == 0)
+        if layer is not None and name.endswith("weight"):  # new connections: the layer's
+            was = torch.zeros_like(layer.mask)             # mean second moment
+            was[region] = masks_before[name.rsplit(".", 1)[0]]
+            old_sq = torch.zeros_like(p)
+            old_sq[region] = before[name]["exp_avg_sq"]
+            new = layer.mask & ~was
+            assert new.any()
+            expected = old_sq[was & layer.mask].mean()
+            assert torch.allclose(state["exp_avg_sq"][new], expected.expand(int(new.sum())))
     layer = net.fcs[0]
     drop = layer.mask & (layer.weight.abs() < layer.weight.abs()[layer.mask].median())
     prune_mask(layer.mask, drop)
