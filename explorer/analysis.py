@@ -101,7 +101,7 @@ def _model_paths(df: pd.DataFrame, folder: Path) -> pd.DataFrame:
         dirs = [Path(json.loads((folder / "manifest.json").read_text())["trials_dir"])]
     except (OSError, ValueError, TypeError, KeyError):
         dirs = []
-    dirs = list(dict.fromkeys([folder / "trials", *dirs]))
+    dirs = list(dict.fromkeys([folder.resolve() / "trials", *dirs]))
     own = df["model_path"] if "model_path" in df.columns else pd.Series(None, index=df.index)
     ids = df["config_id"] if "config_id" in df.columns else pd.Series(None, index=df.index)
     paths = []
@@ -191,12 +191,8 @@ def target_text(df: pd.DataFrame, target_error: float | None = None) -> str:
     """How a message names the target: `val_error <= 0.05`, or the trials' own target."""
     if target_error is not None:
         return f"val_error <= {target_error}"
-    values = _numeric(df, "target_error").dropna()
-    values = values[values > 0].unique()
-    if len(values) == 1:
-        return f"the target (val_error <= {_fmt(values[0])})"
-    return "the target" + (f" (val_error <= {', '.join(_fmt(v) for v in sorted(values))})"
-                           if len(values) else "")
+    values = sorted(v for v in _numeric(df, "target_error").dropna().unique() if v > 0)
+    return "the target" + (f" (val_error <= {', '.join(map(_fmt, values))})" if values else "")
 
 
 def _numeric(df: pd.DataFrame, column: str) -> pd.Series:
@@ -242,7 +238,7 @@ def recommend_seed(
     ok = (2 * stats["hit"] > stats["n"]) & means.notna().all(axis=1)
     if not ok.any():
         best = (stats["hit"] / stats["n"]).to_numpy().argmax()
-        seed = _seed_dict(keys, stats.index[best])
+        seed = _show(_seed_dict(keys, stats.index[best]))
         return no_seed(
             f"No seed qualifies: none of {len(stats)} seeds had a majority of its repeats reach "
             f"{target} (best: {stats['hit'].iloc[best]}/{stats['n'].iloc[best]} at {seed})."
@@ -250,13 +246,13 @@ def recommend_seed(
     m = means[ok]
     span = (m.max() - m.min()).replace(0, 1)
     scores = ((m - m.min()) / span * pd.Series(weights)).sum(axis=1).to_numpy()
-    label = m.index[int(np.argmin(scores))]  # first minimum in sorted seed order
-    seed = _seed_dict(keys, label)
-    mean = {c: float(means.loc[label, c]) for c in cols}
-    std = {c: float(stds.loc[label, c]) for c in cols}
-    n, hit = int(stats.loc[label, "n"]), int(stats.loc[label, "hit"])
-    mine = np.all([_same(done[k], v) for k, v in seed.items()], axis=0) & reached
-    picked = done[mine].assign(_score=values[mine].iloc[:, 0]).sort_values("_score")
+    pos = int(np.flatnonzero(ok.to_numpy())[np.argmin(scores)])  # by position: NaN-safe
+    seed = _seed_dict(keys, stats.index[pos])
+    mean = {c: float(means[c].iloc[pos]) for c in cols}
+    std = {c: float(stds[c].iloc[pos]) for c in cols}
+    n, hit = int(stats["n"].iloc[pos]), int(stats["hit"].iloc[pos])
+    rows = np.flatnonzero((groups.ngroup().to_numpy() == pos) & reached)  # its repeats
+    picked = done.iloc[rows].assign(_score=values.iloc[rows, 0].to_numpy()).sort_values("_score")
     trial_ids = tuple(str(t) for t in picked.get("trial_id", []) if pd.notna(t))
     spread = (lambda k: f" ± {_fmt(std[k])}") if hit > 1 else (lambda k: "")
     summary = ", ".join(f"{k} {_fmt(v)}{spread(k)}" for k, v in mean.items())
@@ -265,8 +261,8 @@ def recommend_seed(
         seed=seed, weights=weights, mean=mean, std=std, n_repeats=n, n_reached=hit,
         qualified=True,
         message=(
-            f"Seed {seed} qualifies: {hit}/{n} repeats reached {target}; {summary} ({over}; "
-            f"best of {int(ok.sum())} qualifying seeds)."
+            f"Seed {_show(seed)} qualifies: {hit}/{n} repeats reached {target}; {summary} "
+            f"({over}; best of {int(ok.sum())} qualifying seeds)."
         ),
         trial_ids=trial_ids,
     )
@@ -278,11 +274,9 @@ def _seed_dict(keys: list[str], label: Any) -> dict[str, Any]:
     return {k: _native(v) for k, v in zip(keys, label, strict=True)}
 
 
-def _same(column: pd.Series, value: Any) -> np.ndarray:
-    """Rows equal to `value` (NaN matches NaN)."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return column.isna().to_numpy()
-    return (column == value).to_numpy()
+def _show(seed: dict[str, Any]) -> dict[str, Any]:
+    """A seed for a message: floats to 4 significant digits (Optuna's are long)."""
+    return {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in seed.items()}
 
 
 def ratio_groups(ratio: pd.Series, max_groups: int = 12) -> pd.Series:

@@ -198,3 +198,13 @@ def test_recommend_single_repeats_and_target_in_message():
     assert "±" not in rec.message and "a single repeat, no spread" in rec.message
     assert "reached the target (val_error <= 0.013)" in rec.message
     assert target_text(df, 0.05) == "val_error <= 0.05"
+
+
+def test_recommend_with_a_missing_seed_value():
+    """Older rows without a density form their own seed (NaN key) and can still be picked."""
+    df = seed_trials()
+    df["density"] = df["density"].astype(float)
+    df.loc[df["ratio"] == 0.5, "density"] = float("nan")
+    rec = recommend_seed(df, objective="final_params")
+    assert rec.seed["ratio"] == 0.5 and pd.isna(rec.seed["density"])
+    assert rec.trial_ids == ("r0.5_0", "r0.5_1") and rec.mean == {"final_params": 4000.0}
