@@ -202,7 +202,11 @@ def _fig6_panel(ax: Axes, rows: pd.DataFrame, time_axis: str, norm: Normalize) -
         ax.step(front["_size"], front["_time"], where="post", color="crimson", lw=1.3, zorder=0)
         ax.scatter(front["_size"], front["_time"], marker="*", s=110, color="crimson",
                    edgecolors="black", linewidths=0.4, zorder=3)
+    else:
+        ax.text(0.98, 0.02, "no trial at the target: no Pareto front", ha="right",
+                transform=ax.transAxes, fontsize="small", color="crimson")
     label_trials(ax, data, "_size", "_time", front.index)
+    ax.margins(0.1)  # room for the labels at the edges
     _log_if_wide(ax, data["_size"], data["_time"])
     eng_ticks(ax, data["_size"], data["_time"])
     ax.set_xlabel("post-growth connections")
