@@ -11,8 +11,6 @@ Example:
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from matplotlib.ticker import EngFormatter  # noqa: E402
 
 from explorer.analysis import ratio_groups, reached_target  # noqa: E402
 from explorer.findings import pruning_compression  # noqa: E402
+from explorer.outputs import write_atomic  # noqa: E402
 from explorer.pareto import nondominated_mask, usable_trials  # noqa: E402
 
 DPI = 100
@@ -42,61 +41,18 @@ LABEL_FRONT = 8  # at most this many front points labelled (evenly spread) in a 
 BOX = {"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.75}
 
 
-def _numeric(df: pd.DataFrame, column: str) -> pd.Series:
+def numeric(df: pd.DataFrame, column: str) -> pd.Series:
     """A column as floats, all-NaN when it is missing."""
     if column not in df.columns:
         return pd.Series(np.nan, index=df.index, dtype=float)
     return pd.to_numeric(df[column], errors="coerce").astype(float)
 
 
-def _no_data(ax: Axes, why: str) -> None:
+def no_data(ax: Axes, why: str) -> None:
     """Write a centred "no data" note on an empty axis."""
     ax.text(0.5, 0.5, f"no data\n{why}", ha="center", va="center", transform=ax.transAxes)
     ax.set_xticks([])
     ax.set_yticks([])
-
-
-class WriteError(OSError):
-    """A report file could not be written; ``str(e)`` names the path and the reason."""
-
-    def __str__(self) -> str:
-        return str(self.strerror)
-
-
-def _error(path: Path, e: OSError) -> WriteError:
-    return WriteError(e.errno, f"cannot write {path}: {e.strerror or e}")
-
-
-def check_writable(folder: Path) -> None:
-    """Prove a file can be made in `folder` (before any figure is drawn); else WriteError."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".write-check.", dir=folder)
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as e:
-        raise _error(Path(folder), e) from e
-
-
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Write `data` to a temp file beside `path`, fsync, rename it over `path`.
-
-    nest_core.atomic's recipe, repeated here (with `check_writable`) because importing any
-    nest_core module loads torch: 2 s of the report's 3 s budget."""
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as e:
-        raise _error(path, e) from e
-    return path
 
 
 def save_png(fig: Figure, path: Path) -> Path:
@@ -107,7 +63,7 @@ def save_png(fig: Figure, path: Path) -> Path:
     return write_atomic(path, buffer.getvalue())
 
 
-def _log_if_wide(ax: Axes, x: pd.Series, y: pd.Series) -> None:
+def log_if_wide(ax: Axes, x: pd.Series, y: pd.Series) -> None:
     """Use log axes for positive data spanning more than 20x."""
     for values, setter in ((x, ax.set_xscale), (y, ax.set_yscale)):
         v = values.dropna()
@@ -148,7 +104,7 @@ def eng_ticks(ax: Axes, x: pd.Series, y: pd.Series) -> None:
 def plot_rows(df: pd.DataFrame) -> pd.DataFrame:
     """Completed trials, missed ones included, with `_reached` and `_ratio` columns."""
     rows = usable_trials(df, include_missed=True)
-    return rows.assign(_reached=reached_target(rows).to_numpy(), _ratio=_numeric(rows, "ratio"))
+    return rows.assign(_reached=reached_target(rows).to_numpy(), _ratio=numeric(rows, "ratio"))
 
 
 def ratio_norm(rows: pd.DataFrame) -> Normalize:
@@ -190,10 +146,10 @@ def label_trials(ax: Axes, rows: pd.DataFrame, x: str, y: str, front: pd.Index) 
 def _fig6_panel(ax: Axes, rows: pd.DataFrame, time_axis: str, norm: Normalize) -> None:
     """One model's growth time vs post-growth size, Pareto front of the trials at the target."""
     col = TIME_COLUMNS[time_axis]
-    data = rows.assign(_size=_numeric(rows, "post_growth_params"), _time=_numeric(rows, col))
+    data = rows.assign(_size=numeric(rows, "post_growth_params"), _time=numeric(rows, col))
     data = data.dropna(subset=["_size", "_time", "_ratio"])
     if data.empty:
-        _no_data(ax, f"no completed trials with post_growth_params and {col}")
+        no_data(ax, f"no completed trials with post_growth_params and {col}")
         return
     scatter_trials(ax, data, "_size", "_time", norm)
     hit = data[data["_reached"]]
@@ -207,7 +163,7 @@ def _fig6_panel(ax: Axes, rows: pd.DataFrame, time_axis: str, norm: Normalize) -
                 transform=ax.transAxes, fontsize="small", color="crimson")
     label_trials(ax, data, "_size", "_time", front.index)
     ax.margins(0.1)  # room for the labels at the edges
-    _log_if_wide(ax, data["_size"], data["_time"])
+    log_if_wide(ax, data["_size"], data["_time"])
     eng_ticks(ax, data["_size"], data["_time"])
     ax.set_xlabel("post-growth connections")
     ax.set_ylabel(TIME_LABELS[time_axis])
@@ -263,7 +219,7 @@ def _fig7_panel(ax: Axes, rows: pd.DataFrame, col: str, label: str) -> bool:
     data = rows.assign(_group=ratio_groups(rows["_ratio"])).dropna(subset=["_ratio", col])
     ax.set_title(label, fontsize="medium")
     if data.empty:
-        _no_data(ax, f"no completed trials with ratio and {label.split(' (')[0]}")
+        no_data(ax, f"no completed trials with ratio and {label.split(' (')[0]}")
         return False
     models = data["model"].fillna("?") if "model" in data else pd.Series("?", data.index)
     for k, (model, sub) in enumerate(data.groupby(models.to_numpy(), sort=True)):
@@ -294,7 +250,7 @@ def _fig7_panel(ax: Axes, rows: pd.DataFrame, col: str, label: str) -> bool:
 def fig_compression(df: pd.DataFrame, path: Path) -> Path:
     """Fig. 7: final connections and pruning compression vs seed ratio (mean ± std)."""
     fig, (axes,) = panel_grid(1, 2, colorbar=False)
-    rows = plot_rows(df).assign(_final=lambda d: _numeric(d, "final_params"),
+    rows = plot_rows(df).assign(_final=lambda d: numeric(d, "final_params"),
                                 _compression=pruning_compression)
     panels = (("_final", "final connections (after pruning)"),
               ("_compression", "pruning compression (post-growth / final)"))
@@ -304,48 +260,4 @@ def fig_compression(df: pd.DataFrame, path: Path) -> Path:
     everything = usable_trials(df, include_failed=True, include_missed=True)
     fig.suptitle(f"Fig. 7: compression vs seed size, mean ± std over {over}\n"
                  + counts_text(rows, everything), fontsize="medium")
-    return save_png(fig, path)
-
-
-def synthesis_steps(events: pd.DataFrame) -> pd.Series:
-    """Steps that keep counting across stages (pruning's step restarts after growth)."""
-    step = _numeric(events, "step").fillna(0).to_numpy()
-    offset = np.zeros_like(step)
-    for i in range(1, len(step)):
-        restarted = step[i] < step[i - 1]
-        offset[i] = offset[i - 1] + (step[i - 1] + 1 if restarted else 0)
-    return pd.Series(step + offset, index=events.index)
-
-
-def fig_connections(history: pd.DataFrame, trials: Sequence[tuple[str, str]], path: Path) -> Path:
-    """Fig. 8: active connections vs synthesis step, one line per (trial_id, label)."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    fig.subplots_adjust(left=0.14, right=0.97, bottom=0.11, top=0.92)
-    ax.set_title("Connections during synthesis")
-    drawn = 0
-    need = {"trial_id", "step", "params"}
-    if need <= set(history.columns):
-        wanted = history[history["trial_id"].isin([t for t, _ in trials])]
-        for trial_id, label in trials:
-            events = wanted[wanted["trial_id"] == trial_id]
-            if "seconds" in events.columns:
-                events = events.sort_values("seconds", kind="stable")
-            events = events.assign(_x=synthesis_steps, _y=lambda e: _numeric(e, "params"))
-            events = events.dropna(subset=["_y"])
-            if events.empty:
-                continue
-            (line,) = ax.plot(events["_x"], events["_y"], label=label)
-            if "phase" in events.columns:
-                prune = events[events["phase"].astype(str).str.startswith("prune")]
-                if len(prune):
-                    ax.axvline(prune["_x"].iloc[0], color=line.get_color(), ls=":", lw=1)
-            drawn += 1
-    if not drawn:
-        _no_data(ax, "no history events for the chosen trials")
-        return save_png(fig, path)
-    ax.set_xlabel("synthesis step (growth, then pruning after the dotted line)")
-    ax.set_ylabel("active connections")
-    eng_ticks(ax, events["_x"], events["_y"])
-    ax.legend(fontsize="small")
-    ax.grid(alpha=0.3)
     return save_png(fig, path)

@@ -113,3 +113,20 @@ def fig_error_vs_params(trials: pd.DataFrame, path: Path) -> Path:
         ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     return save_png(fig, path)
+
+
+def methods_section(t: pd.DataFrame) -> list[str]:
+    """The methods table: each method's best error with its size, cost and samples."""
+    table = methods_table(t)
+    cols = list(table.columns)
+    lines = ["## Methods at equal budget", "", "| " + " | ".join(cols) + " |",
+             "|" + "---|" * len(cols)]
+    for row in table.itertuples(index=False):
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    return [*lines, ""]
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return "" if value != value else f"{value:.4g}"
+    return str(value)

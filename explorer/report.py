@@ -28,8 +28,10 @@ from explorer.analysis import (
     recommend_seed,
     summary_table,
 )
+from explorer.fig_connections import fig8_trials, fig_connections
 from explorer.findings import findings
-from explorer.methods_report import fig_error_vs_params, methods_table
+from explorer.methods_report import fig_error_vs_params, methods_section
+from explorer.outputs import WriteError, check_writable, write_atomic
 from explorer.paper import RESULTS as PAPER_RESULTS
 from explorer.paper import paper_rows
 from explorer.pareto import usable_trials
@@ -214,42 +216,6 @@ def _section_summary(trials: pd.DataFrame, rec: Recommendation) -> list[str]:
     return out + [md_table(cols, rows), "", note, ""]
 
 
-def _fig8_trials(trials: pd.DataFrame, history: pd.DataFrame, rec: Recommendation) -> list:
-    """The recommended trial and up to 3 others of different ratios, as (trial_id, label)."""
-    have = set(history["trial_id"].dropna().astype(str))
-    rows = usable_trials(trials)
-    rows = rows[rows["trial_id"].astype(str).isin(have)]
-    rows = rows.assign(_p=pd.to_numeric(rows["final_params"], errors="coerce"))
-    chosen = [t for t in rec.trial_ids if t in have][:1]
-    ratio_of = dict(zip(rows["trial_id"].astype(str), rows["ratio"], strict=True))
-    taken = {ratio_of.get(t) for t in chosen}
-    others = rows[~rows["ratio"].isin(taken)].sort_values("_p", kind="stable")
-    others = others.groupby("ratio", dropna=False).head(1).sort_values("ratio", kind="stable")
-    idx = sorted({round(i * (len(others) - 1) / 2) for i in range(3)}) if len(others) else []
-    chosen += [str(others["trial_id"].iloc[i]) for i in idx][: 4 - len(chosen)]
-    label = {t: f"r = {ratio_of.get(t)} ({t})" for t in chosen}
-    if chosen and chosen[0] in rec.trial_ids:
-        label[chosen[0]] += " recommended"
-    return [(t, label[t]) for t in chosen]
-
-
-def _section_methods(t: pd.DataFrame) -> list[str]:
-    """The methods table: each method's best error with its size, cost and samples."""
-    table = methods_table(t)
-    cols = list(table.columns)
-    lines = ["## Methods at equal budget", "", "| " + " | ".join(cols) + " |",
-             "|" + "---|" * len(cols)]
-    for row in table.itertuples(index=False):
-        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
-    return [*lines, ""]
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, float):
-        return "" if value != value else f"{value:.4g}"
-    return str(value)
-
-
 def write_report(
     results_dir: str | Path,
     *,
@@ -267,12 +233,12 @@ def write_report(
     res = load_results(folder)
     t, h = res.trials, res.history
     rec = recommend_seed(t, target_error=target_error, objective=objective)
-    chosen = [(i, i) for i in trial_ids] if trial_ids else _fig8_trials(t, h, rec)
+    chosen = [(i, i) for i in trial_ids] if trial_ids else fig8_trials(t, h, rec)
     time_col = figures.TIME_COLUMNS[time_axis]
     written = [
         figures.fig_growth_vs_size(t, folder / FIG6),
         figures.fig_compression(t, folder / FIG7),
-        figures.fig_connections(h, chosen, folder / FIG8),
+        fig_connections(h, chosen, folder / FIG8),
     ]
     space = len(varying_params(t)) > 1  # a study of the seed space, not only of r
     if space:
@@ -283,7 +249,7 @@ def write_report(
     best = _best_per_model(t)
     lines = _section_header(res, folder)
     if len(methods) > 1:
-        lines += _section_methods(t)
+        lines += methods_section(t)
     lines += _section_comparison(t, best) + _section_layers(best) + _section_summary(t, rec)
     if space:
         objectives = res.manifest.get("objectives")
@@ -297,7 +263,7 @@ def write_report(
     lines += ["", "Fig. 8 trials: " + (", ".join(label for _, label in chosen) or "none")]
     report = folder / REPORT
     text = "\n".join(lines) + "\n"
-    figures.write_atomic(report, text.encode())
+    write_atomic(report, text.encode())
     return [*written, report]
 
 
@@ -312,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.results_dir.is_dir():  # a read-only folder fails here, before any figure
-            figures.check_writable(args.results_dir)
+            check_writable(args.results_dir)
         written = write_report(
             args.results_dir,
             time_axis=args.time_axis,
@@ -320,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             target_error=args.target_error,
             trial_ids=args.trials,
         )
-    except (NoResultsError, figures.WriteError) as e:
+    except (NoResultsError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for path in written:

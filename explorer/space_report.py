@@ -54,17 +54,17 @@ def fig_space(df: pd.DataFrame, path: Path, time_col: str = "growth_seconds") ->
     for row_axes, (col, label) in zip(axes, outcomes, strict=True):
         row_axes[0].set_ylabel(label)
         for ax, param in zip(row_axes, params, strict=True):
-            data = rows.assign(_x=figures._numeric(rows, param), _y=figures._numeric(rows, col))
+            data = rows.assign(_x=figures.numeric(rows, param), _y=figures.numeric(rows, col))
             data = data.dropna(subset=["_x", "_y", "_ratio"])
             ax.set_xlabel(f"{param} ({SYMBOLS[param]})")
             if data.empty:
-                figures._no_data(ax, f"no trials with\n{param} and {col}")
+                figures.no_data(ax, f"no trials with\n{param} and {col}")
                 continue
             figures.scatter_trials(ax, data, "_x", "_y", norm)
             hit = data[data["_reached"]]
             means = hit.groupby(ratio_groups(hit["_x"], max_groups=8))["_y"].mean()
             ax.plot(means.index, means.to_numpy(), "k.-", lw=1, label="mean at the target")
-            figures._log_if_wide(ax, data["_x"], data["_y"])
+            figures.log_if_wide(ax, data["_x"], data["_y"])
             figures.eng_ticks(ax, data["_x"], data["_y"])
             ax.grid(alpha=0.3)
     figures.add_colorbar(fig, norm)
