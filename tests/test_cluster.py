@@ -84,6 +84,7 @@ def experiment(out: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_trials_run_on_both_worker_nodes(cluster, mnist_dir, tmp_path):
     study = write_study(tmp_path, [0.2, 0.5])
     out, shared = tmp_path / "out", tmp_path / "shared"
@@ -125,6 +126,7 @@ def running_trial(stored: Path) -> tuple[Path, dict] | None:
     return None
 
 
+@pytest.mark.slow
 def test_lost_node_is_retried_without_duplicates(cluster, mnist_dir, tmp_path):
     study = write_study(tmp_path, [0.3, 0.6])
     out = tmp_path / "out"

@@ -34,7 +34,11 @@ def test_tiny_synthesis_of_each_seed(model, ratio, size):
     result = synth.run(lambda report, s: seen.append((report["stage"], report["params"])))
     grown = [p for stage, p in seen if stage == "growth"]
     pruned = [p for stage, p in seen if stage in ("pruning", "partial_area", "final", "done")]
-    assert grown == sorted(grown) and pruned == sorted(pruned, reverse=True)
+    fell_back = any(e["phase"] == "fallback" for e in result["history"])
+    assert grown == sorted(grown)
+    # pruning only removes; a fine-tuning that misses the reference falls back to the
+    # smallest earlier network within it (an earlier state, like a rollback)
+    assert pruned == sorted(pruned, reverse=True) or fell_back
     assert result["final_params"] == sum(r["weights"] for r in result["layers"])
     assert result["final_params"] <= result["post_growth_params"]
     assert 0.0 <= result["test_error"] <= 1.0 and result["dense_params"] > 1e6
