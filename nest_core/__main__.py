@@ -37,7 +37,9 @@ DEFAULTS = {f.name: f.default for f in fields(SynthesisConfig)}
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m nest_core", description=__doc__.split("\n")[0])
     p.add_argument("model", help=f"seed architecture: {', '.join(sorted(SEEDS))}")
-    p.add_argument("--ratio", type=float, default=0.5, help="seed width ratio r, 0 < r <= 2")
+    p.add_argument("--ratio", type=float, default=None,
+                   help="seed width ratio r, 0 < r <= 2 (default: the model's, 0.4 for lenet300, "
+                        "0.5 otherwise)")
     p.add_argument("--density", type=float, default=None,
                    help="seed connection density (default: 0.3 for alexnet, vgg16, resnet50; "
                         "else 0.1)")

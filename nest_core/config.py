@@ -13,11 +13,15 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 # Seed connection density when none is given: the paper's ImageNet seeds keep 30% (Sec. 5.3).
 DEFAULT_DENSITY = {"alexnet": 0.3, "vgg16": 0.3, "resnet50": 0.3}
+# Seed width ratio when none is given (the sweeps vary it).
+DEFAULT_RATIO = {"lenet300": 0.4, "lenet5": 0.5}
 METHODS = ("nest", "magnitude", "trimming", "adaptive")
 OPTIMIZERS = ("adam", "sgd")
 # Validation error growth aims at: the paper's MNIST results; for the ImageNet family the
 # top-1 error of the paper's reference models (AlexNet 42.8%, VGG-16 31.5%, ResNet-50 24.7%).
-DEFAULT_TARGET = {"lenet300": 0.013, "lenet5": 0.008, "alexnet": 0.428, "vgg16": 0.315,
+# The MNIST targets sit below the paper's test errors (1.3%, 0.8%): the validation split is
+# drawn from the training set and reads easier than the test set.
+DEFAULT_TARGET = {"lenet300": 0.012, "lenet5": 0.007, "alexnet": 0.428, "vgg16": 0.315,
                   "resnet50": 0.247}
 
 
@@ -54,7 +58,7 @@ BUDGETS: dict[str, Budget] = {
     "smoke": Budget(train_limit=3000, warmup_epochs=1, growth_steps=2, growth_epochs=1,
                     prune_steps=2, retrain_epochs=1, final_epochs=0, area_steps=1),
     "quick": Budget(train_limit=None, warmup_epochs=4, growth_steps=15, growth_epochs=3,
-                    prune_steps=40, retrain_epochs=2, final_epochs=10, area_steps=3),
+                    prune_steps=100, retrain_epochs=2, final_epochs=10, area_steps=3),
     "paper": Budget(train_limit=None, warmup_epochs=5, growth_steps=30, growth_epochs=5,
                     prune_steps=80, retrain_epochs=3, final_epochs=30, area_steps=8),
 }
@@ -69,7 +73,7 @@ class SynthesisConfig:
     """Everything that determines one synthesis run (besides the data files)."""
 
     model: str
-    ratio: float
+    ratio: float = 0.5  # seed width ratio r (create() fills in the model's, DEFAULT_RATIO)
     density: float = 0.1
     alpha: float = 0.3  # birth strength of grown neurons (Algorithm 1)
     beta: float = 0.1  # growth ratio: share of bridging-gradient pairs a neuron connects
@@ -96,9 +100,9 @@ class SynthesisConfig:
     keep_optimizer: bool = True  # one optimizer for the run (False: a fresh one per call)
     eval_epochs: float = 0.25  # epochs of training between validation checks
     plateau_patience: int = 3  # checks without a new best val error: a plateau (grow again)
-    prune_lr: float = 0.1  # learning rate of pruning and fine-tuning, as a share of lr
+    prune_lr: float = 0.3  # learning rate of pruning and fine-tuning, as a share of lr
     prune_schedule: str = "constant"  # retraining per pruning step: "constant" or "cosine"
-    connection_growth: float = 0.2  # Policy 1: connections added per layer, share of active
+    connection_growth: float = 0.5  # Policy 1: connections added per layer, share of active
     connection_birth: float = 0.1  # Policy 1: mean |w| of new connections / mean |W| of layer
     neurons_per_step: int = 10  # Algorithm 1: neurons added per hidden layer per growth step
     neuron_grad_samples: int = 2000  # Algorithm 1: samples G is summed over, per neuron
@@ -165,6 +169,8 @@ class SynthesisConfig:
     def create(cls, **kwargs) -> SynthesisConfig:
         """Build a config, filling ``budget_spec`` from the named budget preset and an unset
         ``density`` with the model's seed density (0.3 for the ImageNet family, else 0.1)."""
+        if kwargs.get("ratio") is None:
+            kwargs["ratio"] = DEFAULT_RATIO.get(kwargs.get("model", ""), 0.5)
         if kwargs.get("density") is None:
             kwargs["density"] = DEFAULT_DENSITY.get(kwargs.get("model", ""), 0.1)
         budget = kwargs.get("budget", "quick")

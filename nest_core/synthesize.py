@@ -338,9 +338,9 @@ class Synthesis:
             self.trainer.restore(self.net, saved)
             self.step = self.budget.area_steps  # stop: areas only shrink from here
 
-    def _final(self) -> None:
-        """Fine-tune the pruned network on a half-cosine from ``prune_lr`` to a tenth of it, in
-        chunks; keep the checkpoint of lowest validation error (same params)."""
+    def _fine_tune(self) -> None:
+        """``final_epochs`` on a half-cosine from ``prune_lr`` to a tenth of it, in chunks;
+        the checkpoint of lowest validation error is kept (same params)."""
         epochs, chunk = self.budget.final_epochs, self.cfg.eval_epochs
         best = (self.val_error, copy.deepcopy(self.net))
         done, lr0 = 0.0, self.cfg.prune_lr
@@ -354,12 +354,20 @@ class Synthesis:
         if self.val_error > best[0]:
             self.net, self.val_error = best[1], best[0]
             self._changed()
+
+    def _final(self) -> None:
+        """Fine-tune the pruned network; when its validation error still exceeds the
+        reference (pruning steps may end ``prune_slack`` above it), fall back to the smallest
+        network that was within it and fine-tune that one, so the result is the smallest
+        network within the reference that the run found."""
+        self._fine_tune()
         if self.val_error > self.reference and self.within is not None:
             detail = (f"fine-tuned val error {self.val_error:.4f} > {self.reference:.4f}: back "
                       f"to the smallest network within it")
             self.net, saved, self.val_error = self.within
             self.trainer.restore(self.net, saved)
             self._log("fallback", detail=detail)
+            self._fine_tune()
         self.within = None
         self._log("final")
         self.stage = "partial_area"
