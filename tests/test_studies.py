@@ -10,6 +10,7 @@ import yaml
 
 from explorer.studies import STUDIES_DIR, StudyError, load_study, parse_study
 from nest_core import SynthesisConfig
+from nest_core.config import DEFAULT_TARGET
 
 STUDY_FILES = sorted(STUDIES_DIR.glob("*.yaml"))
 VALID = {
@@ -150,7 +151,7 @@ def test_continuous_ranges_grid_points_and_search_defaults():
 
 
 def test_target_is_the_model_default_when_unnamed():
-    assert parse_study(_with("target_error", DELETE)).target == 0.013
+    assert parse_study(_with("target_error", DELETE)).target == DEFAULT_TARGET["lenet300"]
     assert parse_study(copy.deepcopy(VALID)).target == 0.02
 
 
@@ -178,5 +179,6 @@ def test_space_study():
     assert study.default_search == "optuna" and plan.num_samples == 8
     assert set(plan.space.ranges) == {"ratio", "alpha", "beta"}
     assert plan.space.density == (0.05, 0.1, 0.2, 0.4)
-    assert plan.space.ranges["alpha"].log and study.target_error < 0 and study.target == 0.013
+    assert plan.space.ranges["alpha"].log and study.target_error < 0
+    assert study.target == DEFAULT_TARGET["lenet300"]
     assert plan.budget.train_limit is None and study.plan("smoke").num_samples == 2
