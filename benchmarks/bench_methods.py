@@ -27,7 +27,7 @@ import torch
 from nest_core.atomic import atomic_write_bytes
 from nest_core.config import BUDGETS, SynthesisConfig
 from nest_core.data import load_dataset
-from nest_core.synthesize import synthesize
+from nest_core.methods import synthesize
 
 COLUMNS = ("test_error", "final_params", "final_flops", "samples", "wall")
 

@@ -30,6 +30,8 @@ from explorer.analysis import (
 )
 from explorer.fig_connections import fig8_trials, fig_connections
 from explorer.findings import findings
+from explorer.markdown import md_table
+from explorer.markdown import num as _num
 from explorer.methods_report import fig_error_vs_params, methods_section
 from explorer.outputs import WriteError, check_writable, write_atomic
 from explorer.paper import RESULTS as PAPER_RESULTS
@@ -51,29 +53,10 @@ class NoResultsError(FileNotFoundError):
     """RESULTS_DIR is missing or holds no trials.parquet."""
 
 
-def _num(value: object, pct: bool = False) -> str:
-    """A number for a table: thousands separators, errors as percent, "–" when missing."""
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return "–"
-    if isinstance(value, str):
-        return value
-    if pct:
-        return f"{100 * float(value):.2f}%"
-    v = float(value)
-    return f"{v:,.0f}" if abs(v) >= 100 or (v == int(v) and abs(v) >= 10) else f"{v:.3g}"
-
-
 def _times(value: object) -> str:
     """A compression ratio as `34x`, "–" when missing."""
     text = _num(value)
     return text if text == "–" else text + "x"
-
-
-def md_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A GitHub markdown table."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _best_per_model(trials: pd.DataFrame) -> pd.DataFrame:

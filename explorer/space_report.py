@@ -21,6 +21,8 @@ import pandas as pd
 
 from explorer import figures
 from explorer.analysis import ratio_groups
+from explorer.markdown import md_table
+from explorer.markdown import num as _num
 from explorer.pareto import pareto_front
 
 SPACE_PARAMS = ("ratio", "density", "alpha", "beta")
@@ -89,7 +91,6 @@ def space_front(df: pd.DataFrame, objectives: Mapping[str, str] | None) -> pd.Da
 def section_space(df: pd.DataFrame, objectives: Mapping[str, str] | None,
                   figure: str) -> list[str]:
     """Markdown: the per-parameter figure and the front's (r, d, α, β) with its outcomes."""
-    from explorer.report import _num, md_table  # the report's own cell format
 
     params = varying_params(df)
     objectives = dict(objectives or DEFAULT_OBJECTIVES)

@@ -19,13 +19,14 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from explorer.cluster import ClusterError, check_placement, has_ray_state, storage_layout
+from explorer.experiment import Experiment, UsageError
 from explorer.lock import ExperimentLock, LockHeld
 from explorer.progress import pareto_lines
 from explorer.schema import FAILED
@@ -49,37 +50,6 @@ from explorer.studies import (
 from nest_core.atomic import WriteError, check_writable
 from nest_core.config import SynthesisConfig
 from nest_core.data import VAL_FRACTION, DataNotFoundError, load_dataset, resolve_root
-
-RAY_NAME = "tune"  # Ray Tune's experiment folder, under Experiment.ray_storage
-
-
-class UsageError(ValueError):
-    """Bad command-line input, found before Ray starts (exit code 2)."""
-
-
-@dataclass(frozen=True)
-class Experiment:
-    """Everything one sweep needs, validated."""
-
-    study: Study
-    plan: BudgetPlan
-    search: str
-    points: list[dict[str, Any]]  # SynthesisConfig.create kwargs of the grid
-    experiment_id: str
-    out_dir: Path  # merged results: <out>/<study>/<experiment_id>
-    root: Path  # per-trial files (== out_dir unless --storage is a path)
-    data_dir: Path
-    ray_storage: str  # Ray's storage_path: str(root), or <--storage URI>/<study>/<id>
-    val_fraction: float = VAL_FRACTION  # of the training images, held out for validation
-
-    @property
-    def trials_dir(self) -> Path:
-        return self.root / "trials"
-
-    @property
-    def ray_dir(self) -> str:
-        """Ray Tune's experiment folder (a path or a URI): what ``Tuner.restore`` takes."""
-        return f"{self.ray_storage.rstrip('/')}/{RAY_NAME}"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

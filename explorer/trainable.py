@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from explorer.cluster import check_nodes, node_info, start_ray
+from explorer.experiment import RAY_NAME, Experiment
 from explorer.progress import TrialLines
 from explorer.schema import COMPLETED, FAILED, NODE_COLUMNS
 from explorer.storage import (
@@ -48,8 +49,6 @@ from nest_core.methods import make_synthesis
 
 if TYPE_CHECKING:
     import argparse
-
-    from explorer.sweep import Experiment
 
 PROGRESS_METRICS = {"stage": "stage", "step": "step", "params": "params",
                     "val_error": "val_error", "growth_seconds": "growth_s", "status": "outcome"}
@@ -239,7 +238,6 @@ def run_tune(exp: Experiment, args: argparse.Namespace, restore: bool) -> None:
 def _run_config(exp: Experiment, args: argparse.Namespace):
     from ray import tune
 
-    from explorer.sweep import RAY_NAME
 
     return tune.RunConfig(
         name=RAY_NAME, storage_path=exp.ray_storage,

@@ -10,7 +10,8 @@ import importlib
 
 from nest_core.config import METHODS, SynthesisConfig
 from nest_core.data import ImageData
-from nest_core.synthesize import Synthesis
+from nest_core.models import Net
+from nest_core.synthesize import StepCallback, Synthesis
 
 # method name -> "module:ClassName" (a Synthesis subclass)
 _REGISTRY = {
@@ -33,3 +34,14 @@ def synthesis_class(method: str) -> type[Synthesis]:
 def make_synthesis(cfg: SynthesisConfig, data: ImageData) -> Synthesis:
     """A ready-to-run synthesis of ``cfg.method``."""
     return synthesis_class(cfg.method)(cfg, data)
+
+
+def synthesize(cfg: SynthesisConfig, data: ImageData, on_step: StepCallback | None = None,
+               resume: dict | None = None) -> tuple[dict, Net]:
+    """Run a synthesis of ``cfg.method`` (resuming from a ``Synthesis.state_dict()`` when
+    given); returns the result dict (what result.json holds) and the final masked network."""
+    synth = make_synthesis(cfg, data)
+    if resume is not None:
+        synth.load_state_dict(resume)
+    result = synth.run(on_step)
+    return result, synth.net

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from nest_core.measures import count_biases, dense_reference_cost, layer_table, totals
 from nest_core.models import dense_reference
 from nest_core.train import error_rate
 
-if TYPE_CHECKING:
-    from nest_core.synthesize import Synthesis
+
+class SynthesisState(Protocol):
+    """What a result is built from (a ``Synthesis``; no import of it, so no cycle)."""
+
+    cfg: Any
+    net: Any
+    data: Any
+    seconds: dict
+    samples: dict
+    post_growth: dict
+    val_error: float
+    history: list
 
 
-def build_result(synth: Synthesis) -> dict:
+def build_result(synth: SynthesisState) -> dict:
     """Measure the final network of ``synth`` (test data only here) and gather its record."""
     cfg, net, data = synth.cfg, synth.net, synth.data
     rows = layer_table(net, data.test.x)

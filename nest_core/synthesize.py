@@ -424,15 +424,3 @@ class Synthesis:
                     "prune_fraction", "reference"):
             setattr(self, key, state[key])
 
-
-def synthesize(cfg: SynthesisConfig, data: ImageData, on_step: StepCallback | None = None,
-               resume: dict | None = None) -> tuple[dict, Net]:
-    """Run a synthesis of ``cfg.method`` (resuming from a ``Synthesis.state_dict()`` when
-    given); returns the result dict (what result.json holds) and the final masked network."""
-    from nest_core.methods import make_synthesis  # methods imports this module
-
-    synth = make_synthesis(cfg, data)
-    if resume is not None:
-        synth.load_state_dict(resume)
-    result = synth.run(on_step)
-    return result, synth.net

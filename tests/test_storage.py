@@ -12,6 +12,7 @@ import pytest
 from explorer import storage
 from explorer.schema import COMPLETED, FAILED, HISTORY_COLUMNS, SCHEMA_VERSION, TRIAL_COLUMNS
 from nest_core import SynthesisConfig
+from nest_core.config import DEFAULT_TARGET
 
 
 class Boom(RuntimeError):
@@ -70,7 +71,7 @@ def test_trial_row_columns():
     row = storage.trial_row(_record(0.4))
     assert set(TRIAL_COLUMNS) <= set(row)
     assert row["ratio"] == 0.4 and row["budget_train_limit"] == 3000
-    assert row["target_error"] == 0.013  # the effective target, not the -1 placeholder
+    assert row["target_error"] == DEFAULT_TARGET["lenet300"]  # effective, not -1
     assert json.loads(row["layers_json"]) == [{"name": "fc1", "weights": 900}]
     assert json.loads(row["final_architecture_json"]) == {"a": 1}
     assert row["schema_version"] == SCHEMA_VERSION and "budget_spec" not in row

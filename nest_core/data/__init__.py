@@ -3,12 +3,10 @@ a generated ``synthetic`` dataset and streamed ImageNet-style ``imagefolder`` da
 
 from nest_core.data.augment import AffineDistortion
 from nest_core.data.datasets import (
-    DATASETS,
     VAL_FRACTION,
     DataNotFoundError,
     ImageData,
     Split,
-    load_dataset,
     load_idx_dataset,
     resize_images,
     resolve_device,
@@ -18,6 +16,7 @@ from nest_core.data.datasets import (
 )
 from nest_core.data.folder import FolderData, ImageFiles, load_image_folder, read_image
 from nest_core.data.idx import read_idx, read_idx_pair, write_idx
+from nest_core.data.registry import DATASETS, load_dataset
 from nest_core.data.synthetic import class_templates, load_synthetic
 
 __all__ = [

@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from nest_core.data.augment import AffineDistortion
 from nest_core.data.idx import read_idx_pair
-
-if TYPE_CHECKING:
-    from nest_core.data.folder import FolderData
 
 DEFAULT_ROOT = "./data"
 VAL_FRACTION = 1 / 12  # of the training images; 5,000 of MNIST's 60,000
@@ -229,31 +225,3 @@ def load_idx_dataset(
         test=_to_split(*arrays["test"], device, image_size),
         num_classes=10,
     )
-
-
-Loader = Callable[..., "ImageData | FolderData"]
-# name -> loader(root=, device=, train_limit=, image_size=, download=, **dataset options);
-# synthetic.py and folder.py add "synthetic" and "imagefolder" when nest_core.data is imported
-DATASETS: dict[str, Loader] = {
-    "mnist": lambda **kw: load_idx_dataset("MNIST", **kw),
-    "fashion_mnist": lambda **kw: load_idx_dataset("FashionMNIST", **kw),
-}
-
-
-def load_dataset(name: str, image_size: int = 0, val_fraction: float | None = None,
-                 **kwargs) -> ImageData | FolderData:
-    """Load a registered dataset by name; ``image_size`` > 0 resizes images to that square,
-    ``val_fraction`` (None: the dataset's default) sets the share of training images held
-    out for validation.
-
-    >>> data = load_dataset("mnist", root="../shared/data", image_size=32)  # doctest: +SKIP
-    >>> data.image_shape  # doctest: +SKIP
-    (1, 32, 32)
-    """
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
-    if image_size < 0:
-        raise ValueError(f"image_size={image_size} is out of range: allowed >= 0 (0: own size)")
-    if val_fraction is not None:
-        kwargs["val_fraction"] = val_fraction
-    return DATASETS[name](image_size=image_size, **kwargs)

@@ -20,7 +20,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from nest_core.data.augment import AffineDistortion
 from nest_core.data.datasets import (
-    DATASETS,
     SPLIT_SEED,
     DataNotFoundError,
     Split,
@@ -227,6 +226,3 @@ def load_image_folder(
     classes = sorted(class_to_idx, key=class_to_idx.__getitem__)
     return FolderData("imagefolder", train, splits["val"], splits["test"], classes, device,
                       workers)
-
-
-DATASETS["imagefolder"] = load_image_folder

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from nest_core.data.datasets import DATASETS, ImageData, Split, resolve_device, val_count
+from nest_core.data.datasets import ImageData, Split, resolve_device, val_count
 
 NATIVE_SIZE = 32  # the dataset's own image size (image_size=0)
 TEMPLATE_SIZE = 8  # class templates are drawn at this size and upsampled
@@ -90,6 +90,3 @@ def load_synthetic(
     device = resolve_device(device)
     splits = {k: Split(s.x.to(device), s.y.to(device)) for k, s in splits.items()}
     return ImageData("synthetic", splits["train"], splits["val"], splits["test"], num_classes)
-
-
-DATASETS["synthetic"] = load_synthetic
