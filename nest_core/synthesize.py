@@ -16,9 +16,9 @@ from collections.abc import Callable
 
 import torch
 
+from nest_core import checkpoint, pruning_stage
 from nest_core.config import SynthesisConfig
 from nest_core.data import AffineDistortion, ImageData
-from nest_core.export import areas, rebuild
 from nest_core.grow_connections import dense_gradients, grow_connections
 from nest_core.grow_maps import grow_feature_maps
 from nest_core.grow_neurons import grow_neurons
@@ -26,8 +26,8 @@ from nest_core.history import Event
 from nest_core.layers import masked_layers
 from nest_core.measures import count_params
 from nest_core.models import Net, build_seed, seed_architecture
-from nest_core.partial_area import partial_area_step
 from nest_core.prune import magnitude_prune, prune_dead_units
+from nest_core.pruning_stage import cosine
 from nest_core.result import build_result
 from nest_core.train import Trainer, error_rate, grad_batches
 
@@ -37,11 +37,6 @@ def display_names(net: Net) -> dict[str, str]:
     (the paper's names), 'blocks.3.conv1' -> 'layer2.0.conv1' (torchvision's ResNet)."""
     table = {id(layer): name for name, layer, _ in net.layer_bns()}
     return {name: table[id(layer)] for name, layer in masked_layers(net)}
-
-
-def cosine(start: float, end: float, t: float) -> float:
-    """A half-cosine from ``start`` (t = 0) to ``end`` (t = 1)."""
-    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * min(max(t, 0.0), 1.0)))
 
 
 StepCallback = Callable[[dict, "Synthesis"], None]
@@ -285,92 +280,13 @@ class Synthesis:
             self._log("prune_neurons", name, removed=cut)
 
     def _prune_iteration(self, prune: Callable[[], None]) -> None:
-        """One pruning iteration: ``prune()`` removes, then retraining in chunks stops as soon
-        as the validation error is back at or below the reference (at most
-        ``retrain_epochs``); when it is not, the network and optimizer state are restored and
-        ``prune_fraction`` halved. So the network kept is always the smallest that held the
-        reference. Ends at the step budget or below ``min_prune_fraction``."""
-        cap = self.budget.prune_samples
-        if (self.step >= self.budget.prune_steps
-                or self.prune_fraction < self.cfg.min_prune_fraction
-                or (cap is not None and self.samples["pruning"] >= cap)):
-            self.stage, self.step = "final", 0
-            return
-        self.step += 1
-        good, saved = copy.deepcopy(self.net), self.trainer.snapshot()
-        before, good_error = count_params(self.net), self.val_error
-        prune()
-        self._changed()
-        ceiling = self.reference + self.cfg.prune_slack
-        self._train_until(self.budget.retrain_epochs, "pruning",
-                          lambda err: err <= ceiling, lr_scale=self._prune_lr(),
-                          plateau=self.cfg.prune_schedule == "constant")
-        self._log("retrain")
-        if self.val_error <= self.reference:
-            self._keep_within()
-        if self.val_error > ceiling:  # retraining could not hold the error: roll back
-            detail = (f"fraction {self.prune_fraction:.3g} gave val error {self.val_error:.4f}"
-                      f" > {ceiling:.4f}; restored, fraction halved")
-            self.net, self.val_error = good, good_error
-            self.trainer.restore(self.net, saved)
-            self._log("rollback", added=before - count_params(self.net), detail=detail)
-            self.prune_fraction /= 2
+        pruning_stage.prune_iteration(self, prune)
 
     def _partial_area(self) -> None:
-        """Algorithm 2 on conv layers, after the final fine-tuning: mask low-contribution
-        output positions, retrain until the validation error is back within the reference,
-        and keep the step only then (the first rejection ends the stage)."""
-        if not self.net.convs or self.step >= self.budget.area_steps:
-            self.stage, self.step = "done", 0
-            return
-        self.step += 1
-        good, saved, good_error = copy.deepcopy(self.net), self.trainer.snapshot(), self.val_error
-        x = next(grad_batches(self.data, 1000, 1000, self.generator))[0]
-        masked = partial_area_step(self.net, x, self.cfg.area_gamma)
-        self._changed()
-        if self._train_until(self.budget.retrain_epochs, "pruning",
-                             lambda err: err <= self.reference, lr_scale=self.cfg.prune_lr):
-            for name, n in masked.items():
-                self._log("partial_area", name, removed=n)
-        else:
-            self._log("partial_area", "", detail=f"rejected: val error {self.val_error:.4f}")
-            self.net, self.val_error = good, good_error
-            self.trainer.restore(self.net, saved)
-            self.step = self.budget.area_steps  # stop: areas only shrink from here
-
-    def _fine_tune(self) -> None:
-        """``final_epochs`` on a half-cosine from ``prune_lr`` to a tenth of it, in chunks;
-        the checkpoint of lowest validation error is kept (same params)."""
-        epochs, chunk = self.budget.final_epochs, self.cfg.eval_epochs
-        best = (self.val_error, copy.deepcopy(self.net))
-        done, lr0 = 0.0, self.cfg.prune_lr
-        while epochs > 0 and done < epochs - 1e-9:
-            step = min(chunk, epochs - done)
-            self._train(step, "pruning", (cosine(lr0, lr0 / 10, done / epochs),
-                                          cosine(lr0, lr0 / 10, (done + step) / epochs)))
-            done += step
-            if self._evaluate() < best[0]:
-                best = (self.val_error, copy.deepcopy(self.net))
-        if self.val_error > best[0]:
-            self.net, self.val_error = best[1], best[0]
-            self._changed()
+        pruning_stage.partial_area(self)
 
     def _final(self) -> None:
-        """Fine-tune the pruned network; when its validation error still exceeds the
-        reference (pruning steps may end ``prune_slack`` above it), fall back to the smallest
-        network that was within it and fine-tune that one, so the result is the smallest
-        network within the reference that the run found."""
-        self._fine_tune()
-        if self.val_error > self.reference and self.within is not None:
-            detail = (f"fine-tuned val error {self.val_error:.4f} > {self.reference:.4f}: back "
-                      f"to the smallest network within it")
-            self.net, saved, self.val_error = self.within
-            self.trainer.restore(self.net, saved)
-            self._log("fallback", detail=detail)
-            self._fine_tune()
-        self.within = None
-        self._log("final")
-        self.stage = "partial_area"
+        pruning_stage.final(self)
 
     def advance(self) -> None:
         """Run one iteration of the current stage, timing it against its phase."""
@@ -390,37 +306,7 @@ class Synthesis:
     # ---- checkpoints -------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Everything needed to resume; loads with ``torch.load(weights_only=True)``."""
-        return {
-            "config_id": self.cfg.config_id, "stage": self.stage, "step": self.step,
-            "architecture": self.net.architecture().to_dict(),
-            "areas": areas(self.net),
-            "model": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
-            "generator": self.generator.get_state(),
-            "seconds": dict(self.seconds), "samples": dict(self.samples),
-            "history": [e.to_dict() for e in self.history], "val_error": self.val_error,
-            "post_growth": self.post_growth, "prune_fraction": self.prune_fraction,
-            "reference": self.reference,
-            "optimizer": self.trainer.state(),
-            "within": None if self.within is None else {
-                "architecture": self.within[0].architecture().to_dict(),
-                "areas": areas(self.within[0]),
-                "model": {k: v.detach().cpu() for k, v in self.within[0].state_dict().items()},
-                "optimizer": self.within[1], "val_error": self.within[2]},
-        }
+        return checkpoint.state_of(self)
 
     def load_state_dict(self, state: dict) -> None:
-        if state["config_id"] != self.cfg.config_id:
-            raise ValueError(f"checkpoint is of config {state['config_id']}, "
-                             f"not {self.cfg.config_id}")
-        self.net = rebuild(state["architecture"], state["model"], state["areas"]).to(self.device)
-        self.generator.set_state(state["generator"])
-        self.history = [Event(**e) for e in state["history"]]
-        self.trainer.restore(self.net, state.get("optimizer"))
-        w = state.get("within")
-        self.within = None if w is None else (
-            rebuild(w["architecture"], w["model"], w["areas"]).to(self.device), w["optimizer"],
-            w["val_error"])
-        for key in ("stage", "step", "seconds", "samples", "val_error", "post_growth",
-                    "prune_fraction", "reference"):
-            setattr(self, key, state[key])
-
+        checkpoint.load_state(self, state)

@@ -1,0 +1,112 @@
+"""The pruning side of a synthesis (Policy 4 iterations, the final fine-tuning, Algorithm 2's
+partial-area convolution), as functions of a ``Synthesis``: each keeps the smallest network
+that holds the reference validation error and rolls back (network and optimizer state)
+what does not.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from typing import Any
+
+from nest_core.measures import count_params
+from nest_core.partial_area import partial_area_step
+from nest_core.train import grad_batches
+
+Synthesis = Any  # a nest_core.synthesize.Synthesis (not imported: it imports this module)
+
+
+def cosine(start: float, end: float, t: float) -> float:
+    """A half-cosine from ``start`` (t = 0) to ``end`` (t = 1)."""
+    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * min(max(t, 0.0), 1.0)))
+
+
+def prune_iteration(synth: Synthesis, prune: Callable[[], None]) -> None:
+    """One pruning iteration: ``prune()`` removes, then retraining in chunks stops as soon
+    as the validation error is back at or below the reference (at most
+    ``retrain_epochs``); when it is not, the network and optimizer state are restored and
+    ``prune_fraction`` halved. So the network kept is always the smallest that held the
+    reference. Ends at the step budget or below ``min_prune_fraction``."""
+    cap = synth.budget.prune_samples
+    if (synth.step >= synth.budget.prune_steps
+            or synth.prune_fraction < synth.cfg.min_prune_fraction
+            or (cap is not None and synth.samples["pruning"] >= cap)):
+        synth.stage, synth.step = "final", 0
+        return
+    synth.step += 1
+    good, saved = copy.deepcopy(synth.net), synth.trainer.snapshot()
+    before, good_error = count_params(synth.net), synth.val_error
+    prune()
+    synth._changed()
+    ceiling = synth.reference + synth.cfg.prune_slack
+    synth._train_until(synth.budget.retrain_epochs, "pruning",
+                      lambda err: err <= ceiling, lr_scale=synth._prune_lr(),
+                      plateau=synth.cfg.prune_schedule == "constant")
+    synth._log("retrain")
+    if synth.val_error <= synth.reference:
+        synth._keep_within()
+    if synth.val_error > ceiling:  # retraining could not hold the error: roll back
+        detail = (f"fraction {synth.prune_fraction:.3g} gave val error {synth.val_error:.4f}"
+                  f" > {ceiling:.4f}; restored, fraction halved")
+        synth.net, synth.val_error = good, good_error
+        synth.trainer.restore(synth.net, saved)
+        synth._log("rollback", added=before - count_params(synth.net), detail=detail)
+        synth.prune_fraction /= 2
+
+def partial_area(synth: Synthesis) -> None:
+    """Algorithm 2 on conv layers, after the final fine-tuning: mask low-contribution
+    output positions, retrain until the validation error is back within the reference,
+    and keep the step only then (the first rejection ends the stage)."""
+    if not synth.net.convs or synth.step >= synth.budget.area_steps:
+        synth.stage, synth.step = "done", 0
+        return
+    synth.step += 1
+    good, saved, good_error = copy.deepcopy(synth.net), synth.trainer.snapshot(), synth.val_error
+    x = next(grad_batches(synth.data, 1000, 1000, synth.generator))[0]
+    masked = partial_area_step(synth.net, x, synth.cfg.area_gamma)
+    synth._changed()
+    if synth._train_until(synth.budget.retrain_epochs, "pruning",
+                         lambda err: err <= synth.reference, lr_scale=synth.cfg.prune_lr):
+        for name, n in masked.items():
+            synth._log("partial_area", name, removed=n)
+    else:
+        synth._log("partial_area", "", detail=f"rejected: val error {synth.val_error:.4f}")
+        synth.net, synth.val_error = good, good_error
+        synth.trainer.restore(synth.net, saved)
+        synth.step = synth.budget.area_steps  # stop: areas only shrink from here
+
+def fine_tune(synth: Synthesis) -> None:
+    """``final_epochs`` on a half-cosine from ``prune_lr`` to a tenth of it, in chunks;
+    the checkpoint of lowest validation error is kept (same params)."""
+    epochs, chunk = synth.budget.final_epochs, synth.cfg.eval_epochs
+    best = (synth.val_error, copy.deepcopy(synth.net))
+    done, lr0 = 0.0, synth.cfg.prune_lr
+    while epochs > 0 and done < epochs - 1e-9:
+        step = min(chunk, epochs - done)
+        synth._train(step, "pruning", (cosine(lr0, lr0 / 10, done / epochs),
+                                      cosine(lr0, lr0 / 10, (done + step) / epochs)))
+        done += step
+        if synth._evaluate() < best[0]:
+            best = (synth.val_error, copy.deepcopy(synth.net))
+    if synth.val_error > best[0]:
+        synth.net, synth.val_error = best[1], best[0]
+        synth._changed()
+
+def final(synth: Synthesis) -> None:
+    """Fine-tune the pruned network; when its validation error still exceeds the
+    reference (pruning steps may end ``prune_slack`` above it), fall back to the smallest
+    network that was within it and fine-tune that one, so the result is the smallest
+    network within the reference that the run found."""
+    fine_tune(synth)
+    if synth.val_error > synth.reference and synth.within is not None:
+        detail = (f"fine-tuned val error {synth.val_error:.4f} > {synth.reference:.4f}: back "
+                  f"to the smallest network within it")
+        synth.net, saved, synth.val_error = synth.within
+        synth.trainer.restore(synth.net, saved)
+        synth._log("fallback", detail=detail)
+        fine_tune(synth)
+    synth.within = None
+    synth._log("final")
+    synth.stage = "partial_area"
