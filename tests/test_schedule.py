@@ -192,3 +192,22 @@ def test_pruning_slack_and_the_fallback_to_the_smallest_network_within(mnist_sma
     synth.advance()
     assert count_params(synth.net) == within and synth.val_error == 0.095  # the fallback
     assert [e.phase for e in synth.history[-2:]] == ["fallback", "final"]
+
+
+@pytest.mark.slow
+def test_short_real_mnist_synthesis_reaches_its_target_and_prunes_within_it(mnist_dir):
+    """LeNet-300-100 from r = 0.4 on 10,000 real MNIST images (1-2 minutes on 2 cores)."""
+    from nest_core.data import load_dataset
+    from nest_core.methods import synthesize
+
+    torch.set_num_threads(2)
+    budget = Budget(train_limit=10000, warmup_epochs=3, growth_steps=6, growth_epochs=1,
+                    prune_steps=15, retrain_epochs=1, final_epochs=2)
+    data = load_dataset("mnist", root=mnist_dir, device="cpu", train_limit=10000)
+    cfg = SynthesisConfig.create(model="lenet300", ratio=0.4, budget="custom",
+                                 budget_spec=budget, target_error=0.12, eval_epochs=1.0)
+    result, net = synthesize(cfg, data)
+    assert result["target_reached"] and result["post_growth_val_error"] <= 0.12
+    assert result["val_error"] <= 0.12  # the final error holds the target (tolerance 0)
+    assert result["final_params"] == count_params(net) <= result["post_growth_params"] / 2
+    assert result["test_error"] <= 0.13
