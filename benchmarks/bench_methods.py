@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("model", choices=("lenet300", "lenet5"))
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. +seeds-1")
+    p.add_argument("--merge", nargs="+", metavar="JSON", default=None,
+                   help="only print the table of earlier runs' methods.json files")
     p.add_argument("--ratio", type=float, default=None, help="NeST seed ratio (default: "
                    "the model's default seed)")
     p.add_argument("--budget", default="quick", choices=sorted(BUDGETS))
@@ -90,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None,
                    help="folder for methods.json (default runs/methods_MODEL)")
     args = p.parse_args(argv)
+    if args.merge:  # e.g. one process per seed, then one table
+        rows = [r for f in args.merge for r in json.loads(Path(f).read_text())]
+        print("\n".join(table(sorted(rows, key=lambda r: (r["seed"], r["method"])))))
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out or f"runs/methods_{args.model}")
@@ -97,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     data = load_dataset("mnist", root=args.data_dir, train_limit=spec.train_limit)
     n_train, rows = len(data.train), []
     ratio = {} if args.ratio is None else {"ratio": args.ratio}
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         nest_cfg = SynthesisConfig.create(model=args.model, seed=seed, budget=args.budget,
                                           **ratio)
         nest, wall = _run(nest_cfg, data)
