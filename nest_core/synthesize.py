@@ -10,34 +10,21 @@ interrupted synthesis resumes where it stopped.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable
 
 import torch
 
-from nest_core import checkpoint, pruning_stage
+from nest_core import checkpoint, growth_stage, pruning_stage
 from nest_core.config import SynthesisConfig
 from nest_core.data import AffineDistortion, ImageData
-from nest_core.grow_connections import dense_gradients, grow_connections
-from nest_core.grow_maps import grow_feature_maps
-from nest_core.grow_neurons import grow_neurons
 from nest_core.history import Event
-from nest_core.layers import masked_layers
 from nest_core.measures import count_params
 from nest_core.models import Net, build_seed, seed_architecture
 from nest_core.prune import magnitude_prune, prune_dead_units
 from nest_core.pruning_stage import cosine
 from nest_core.result import build_result
-from nest_core.train import Trainer, error_rate, grad_batches
-
-
-def display_names(net: Net) -> dict[str, str]:
-    """Module name -> the layer's name in tables: 'convs.0' -> 'conv1', 'fcs.2' -> 'fc3'
-    (the paper's names), 'blocks.3.conv1' -> 'layer2.0.conv1' (torchvision's ResNet)."""
-    table = {id(layer): name for name, layer, _ in net.layer_bns()}
-    return {name: table[id(layer)] for name, layer in masked_layers(net)}
-
+from nest_core.train import Trainer, error_rate
 
 StepCallback = Callable[[dict, "Synthesis"], None]
 STAGES = ("warmup", "growth", "pruning", "final", "partial_area", "done")
@@ -180,39 +167,7 @@ class Synthesis:
         return min(1.0, max(0.05, (self.val_error - target) / max(target, 1e-9)))
 
     def _grow_once(self) -> None:
-        """One growth iteration: connections (Policy 1), neurons (Algorithm 1) and feature
-        maps (Policy 3), each scaled by ``_gap()``, then training until the validation error
-        reaches the target or stops improving."""
-        cfg, gap = self.cfg, self._gap()
-        batches = list(grad_batches(self.data, cfg.grad_samples, 1000, self.generator))
-        self.samples["growth"] += sum(x.shape[0] for x, _ in batches)
-        grads = dense_gradients(self.net, batches)
-        few = batches[: max(1, cfg.neuron_grad_samples // 1000)]
-        few_samples = sum(x.shape[0] for x, _ in few)
-        names = display_names(self.net)
-        for name, n in grow_connections(self.net, grads, cfg.connection_growth * gap,
-                                        cfg.connection_birth).items():
-            self._log("grow_connections", names[name], added=n)
-        neurons = math.ceil(cfg.neurons_per_step * gap) if cfg.neurons_per_step else 0
-        for j in range(len(self.net.fcs) - 1 if neurons else 0):
-            n = grow_neurons(self.net, j, neurons, few, cfg.alpha, cfg.beta, self.generator)
-            self.samples["growth"] += n * few_samples
-            self._log("grow_neurons", f"fc{j + 1}", added=n)
-        maps = math.ceil(cfg.maps_per_step * gap) if cfg.maps_per_step else 0
-        for group in [g for g in self.net.unit_groups() if g.is_conv and maps]:
-            for event in grow_feature_maps(self.net, group, maps, few[0],
-                                           cfg.map_candidates, cfg.density, cfg.alpha,
-                                           self.generator):
-                self.samples["growth"] += few[0][0].shape[0] * (cfg.map_candidates + 1)
-                self._log("grow_maps", group.name, added=event["added"], detail=(
-                    f"loss drop chosen {event['chosen_drop']:.4g}, "
-                    f"random {event['random_drop']:.4g}"))
-        self._changed()
-        schedule = {"plateau": max(0.1, self._gap()), "cosine": (1.0, 0.05),
-                    "phase": self._phase_lr}[cfg.growth_schedule]
-        self._train_until(self.budget.growth_epochs, "growth", self._reached,
-                          lr_scale=schedule, plateau=cfg.growth_schedule != "cosine")
-        self._log("train")
+        growth_stage.grow_step(self)
 
     def _anneal(self) -> None:
         """The end of the growth phase: ``anneal_epochs`` more training on a half-cosine from

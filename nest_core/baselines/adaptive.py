@@ -40,10 +40,10 @@ from nest_core.baselines.thresholds import harden, learn_thresholds
 from nest_core.config import SynthesisConfig
 from nest_core.data import ImageData
 from nest_core.export import rebuild
+from nest_core.growth_stage import display_names
 from nest_core.layers import masked_layers
 from nest_core.models import AnyArchitecture, Net, build_net
 from nest_core.prune import prune_dead_units
-from nest_core.synthesize import display_names
 from nest_core.train import error_rate, train_samples
 
 SEARCH_CANDIDATES = 3
