@@ -19,18 +19,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from explorer.bins import ratio_groups
 from explorer.pareto import usable_trials
 from explorer.schema import HISTORY_COLUMNS, TRIAL_COLUMNS
 
 SEED_KEYS = ("model", "method", "ratio", "density", "alpha", "beta")
-SUMMARY_METRICS = (
-    "post_growth_params",
-    "final_params",
-    "compression",
-    "growth_seconds",
-    "growth_samples",
-    "test_error",
-)
+SUMMARY_METRICS = ("post_growth_params", "final_params", "compression", "growth_seconds",
+                   "growth_samples", "test_error")
 Objective = str | Mapping[str, float]
 
 
@@ -277,18 +272,6 @@ def _seed_dict(keys: list[str], label: Any) -> dict[str, Any]:
 def _show(seed: dict[str, Any]) -> dict[str, Any]:
     """A seed for a message: floats to 4 significant digits (Optuna's are long)."""
     return {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in seed.items()}
-
-
-def ratio_groups(ratio: pd.Series, max_groups: int = 12) -> pd.Series:
-    """The seed ratio, or with more than `max_groups` distinct values the centre of its bin
-    (equal-width bins): continuous searches get mean ± std per bin, not one group per trial."""
-    r = pd.to_numeric(ratio, errors="coerce").astype(float)
-    if r.nunique() <= max_groups:
-        return r
-    edges = np.linspace(r.min(), r.max(), max_groups + 1)
-    index = np.clip(np.searchsorted(edges, r.to_numpy(), side="right") - 1, 0, max_groups - 1)
-    centres = np.round((edges[:-1] + edges[1:]) / 2, 3)
-    return pd.Series(np.where(r.isna(), np.nan, centres[index]), index=r.index)
 
 
 def summary_table(
