@@ -1,6 +1,7 @@
 """Checkpoints of a synthesis: everything needed to resume it exactly (network, partial-area
 masks, optimizer state, generator, counters, history, the smallest network within the
-reference), as a dict that loads with ``torch.load(weights_only=True)``."""
+reference and the candidates below it), as a dict that loads with
+``torch.load(weights_only=True)``."""
 
 from __future__ import annotations
 
@@ -25,12 +26,22 @@ def state_of(synth: Synthesis) -> dict:
         "post_growth": synth.post_growth, "prune_fraction": synth.prune_fraction,
         "reference": synth.reference,
         "optimizer": synth.trainer.state(),
-        "within": None if synth.within is None else {
-            "architecture": synth.within[0].architecture().to_dict(),
-            "areas": areas(synth.within[0]),
-            "model": {k: v.detach().cpu() for k, v in synth.within[0].state_dict().items()},
-            "optimizer": synth.within[1], "val_error": synth.within[2]},
+        "within": None if synth.within is None else _kept(synth.within),
+        "candidates": [_kept(c) for c in synth.candidates],
     }
+
+
+def _kept(entry: tuple) -> dict:
+    """A kept (net, optimizer state, val error) as plain tensors and values."""
+    net, optimizer, val_error = entry
+    return {"architecture": net.architecture().to_dict(), "areas": areas(net),
+            "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+            "optimizer": optimizer, "val_error": val_error}
+
+
+def _unkept(d: dict, device) -> tuple:
+    return (rebuild(d["architecture"], d["model"], d["areas"]).to(device), d["optimizer"],
+            d["val_error"])
 
 def load_state(synth: Synthesis, state: dict) -> None:
     """Restore ``state_of``'s dict into ``synth`` (same config)."""
@@ -42,9 +53,8 @@ def load_state(synth: Synthesis, state: dict) -> None:
     synth.history = [Event(**e) for e in state["history"]]
     synth.trainer.restore(synth.net, state.get("optimizer"))
     w = state.get("within")
-    synth.within = None if w is None else (
-        rebuild(w["architecture"], w["model"], w["areas"]).to(synth.device), w["optimizer"],
-        w["val_error"])
+    synth.within = None if w is None else _unkept(w, synth.device)
+    synth.candidates = [_unkept(c, synth.device) for c in state.get("candidates", [])]
     for key in ("stage", "step", "seconds", "samples", "val_error", "post_growth",
                 "prune_fraction", "reference"):
         setattr(synth, key, state[key])

@@ -112,6 +112,7 @@ class SynthesisConfig:
     area_gamma: float = 0.1  # Algorithm 2: percentile of contributions masked per iteration
     prune_fraction: float = 0.2  # Policy 4: share of each layer's active weights pruned per step
     min_prune_fraction: float = 0.02  # the step is halved on failure until it falls below this
+    prune_recovery: float = 1.0  # after an accepted step the share grows by this factor
     prune_tolerance: float = 0.0  # the final validation error <= reference + tolerance
     prune_slack: float = 0.002  # a pruning step may end this far above; fine-tuning recovers
     prune_flops: bool = False  # Policy 4: also balance per-layer shares by FLOPs, not weights only
@@ -152,6 +153,8 @@ class SynthesisConfig:
             _bad("plateau_patience", self.plateau_patience, ">= 1")
         if not 0 < self.prune_lr <= 1:
             _bad("prune_lr", self.prune_lr, "0 < prune_lr <= 1")
+        if not 1 <= self.prune_recovery <= 4:
+            _bad("prune_recovery", self.prune_recovery, "1 <= prune_recovery <= 4")
         if not 0 < self.area_gamma < 1:
             _bad("area_gamma", self.area_gamma, "0 < area_gamma < 1")
         if self.image_size < 0:

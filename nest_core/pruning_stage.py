@@ -16,6 +16,7 @@ from nest_core.partial_area import partial_area_step
 from nest_core.train import grad_batches
 
 Synthesis = Any  # a nest_core.synthesize.Synthesis (not imported: it imports this module)
+MAX_CANDIDATES = 4  # accepted networks above the reference kept for the final search
 
 
 def cosine(start: float, end: float, t: float) -> float:
@@ -27,8 +28,9 @@ def prune_iteration(synth: Synthesis, prune: Callable[[], None]) -> None:
     """One pruning iteration: ``prune()`` removes, then retraining in chunks stops as soon
     as the validation error is back at or below the reference (at most
     ``retrain_epochs``); when it is not, the network and optimizer state are restored and
-    ``prune_fraction`` halved. So the network kept is always the smallest that held the
-    reference. Ends at the step budget or below ``min_prune_fraction``."""
+    ``prune_fraction`` halved; an accepted step multiplies it by ``prune_recovery`` (up to
+    its start). So the network kept is always the smallest that held the reference. Ends at
+    the step budget, the sample cap or below ``min_prune_fraction``."""
     cap = synth.budget.prune_samples
     if (synth.step >= synth.budget.prune_steps
             or synth.prune_fraction < synth.cfg.min_prune_fraction
@@ -45,8 +47,6 @@ def prune_iteration(synth: Synthesis, prune: Callable[[], None]) -> None:
                       lambda err: err <= ceiling, lr_scale=synth._prune_lr(),
                       plateau=synth.cfg.prune_schedule == "constant")
     synth._log("retrain")
-    if synth.val_error <= synth.reference:
-        synth._keep_within()
     if synth.val_error > ceiling:  # retraining could not hold the error: roll back
         detail = (f"fraction {synth.prune_fraction:.3g} gave val error {synth.val_error:.4f}"
                   f" > {ceiling:.4f}; restored, fraction halved")
@@ -54,6 +54,13 @@ def prune_iteration(synth: Synthesis, prune: Callable[[], None]) -> None:
         synth.trainer.restore(synth.net, saved)
         synth._log("rollback", added=before - count_params(synth.net), detail=detail)
         synth.prune_fraction /= 2
+        return
+    if synth.val_error <= synth.reference:
+        synth._keep_within()
+    else:
+        keep_candidate(synth)
+    synth.prune_fraction = min(synth.cfg.prune_fraction,  # the share recovers
+                               synth.prune_fraction * synth.cfg.prune_recovery)
 
 def partial_area(synth: Synthesis) -> None:
     """Algorithm 2 on conv layers, after the final fine-tuning: mask low-contribution
@@ -94,19 +101,56 @@ def fine_tune(synth: Synthesis) -> None:
         synth.net, synth.val_error = best[1], best[0]
         synth._changed()
 
+def keep_candidate(synth: Synthesis) -> None:
+    """Remember an accepted network that sits above the reference (within the slack) and is
+    smaller than the smallest within it: the final fine-tuning may bring it back within.
+    At most ``MAX_CANDIDATES`` are kept, spread over the sizes: the newest (smallest) always,
+    and of the others the one whose removal leaves the smallest gap in size goes."""
+    synth.candidates.append((copy.deepcopy(synth.net), synth.trainer.snapshot(),
+                             synth.val_error))
+    if len(synth.candidates) <= MAX_CANDIDATES:
+        return
+    sizes = [count_params(synth.within[0]) if synth.within else math.inf] + [
+        count_params(c[0]) for c in synth.candidates]
+    gaps = [sizes[i] / sizes[i + 2] for i in range(len(synth.candidates) - 1)]
+    del synth.candidates[gaps.index(min(gaps))]
+
+
+def _passes(synth: Synthesis, entry: tuple) -> bool:
+    """Load a kept (net, optimizer state, val error), fine-tune it, and say whether it ended
+    within the reference."""
+    synth.net, saved, synth.val_error = copy.deepcopy(entry[0]), entry[1], entry[2]
+    synth.trainer.restore(synth.net, saved)
+    fine_tune(synth)
+    synth._log("probe", detail=f"fine-tuned val error {synth.val_error:.4f}")
+    return synth.val_error <= synth.reference
+
+
 def final(synth: Synthesis) -> None:
-    """Fine-tune the pruned network; when its validation error still exceeds the
-    reference (pruning steps may end ``prune_slack`` above it), fall back to the smallest
-    network that was within it and fine-tune that one, so the result is the smallest
-    network within the reference that the run found."""
+    """Fine-tune the pruned network. When its validation error still exceeds the reference
+    (pruning steps may end ``prune_slack`` above it), search the kept candidates, the
+    accepted networks between it and the smallest network within the reference, by
+    bisection on size: each probe is fine-tuned, and the smallest that ends within the
+    reference is the result; when none does, the smallest network within it is fine-tuned
+    and returned. So the result is the smallest network within the reference found."""
     fine_tune(synth)
     if synth.val_error > synth.reference and synth.within is not None:
         detail = (f"fine-tuned val error {synth.val_error:.4f} > {synth.reference:.4f}: back "
-                  f"to the smallest network within it")
-        synth.net, saved, synth.val_error = synth.within
+                  f"to a larger network")
+        probes = [c for c in synth.candidates if count_params(c[0]) > count_params(synth.net)]
+        lo, hi, best = -1, len(probes), None  # probes[lo] passes, probes[hi] fails
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if _passes(synth, probes[mid]):
+                lo, best = mid, (synth.net, synth.trainer.snapshot(), synth.val_error)
+            else:
+                hi = mid
+        synth.net, saved, synth.val_error = best or synth.within
         synth.trainer.restore(synth.net, saved)
-        synth._log("fallback", detail=detail)
-        fine_tune(synth)
-    synth.within = None
+        synth._log("fallback", detail=detail + (" (a candidate)" if best else
+                                                " (the smallest within)"))
+        if best is None:
+            fine_tune(synth)
+    synth.within, synth.candidates = None, []
     synth._log("final")
     synth.stage = "partial_area"

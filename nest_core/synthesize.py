@@ -49,6 +49,7 @@ class Synthesis:
         self.prune_fraction = cfg.prune_fraction
         self.reference = float("nan")  # validation error pruning must hold
         self.within: tuple | None = None  # (net, optimizer state, val error): smallest within
+        self.candidates: list[tuple] = []  # smaller ones above the reference, within the slack
         self.distortion = AffineDistortion() if cfg.distortion else None
         self.trainer = Trainer(self.net, data, cfg.optimizer, cfg.lr, cfg.batch_size,
                                self.generator, self.distortion)
@@ -204,7 +205,7 @@ class Synthesis:
             self.reference = (self.cfg.target if reached else self.val_error)
             self.reference += self.cfg.prune_tolerance
             self.stage, self.step = "pruning", 0
-            self.within = None
+            self.within, self.candidates = None, []
             if self.val_error <= self.reference:
                 self._keep_within()
             return
@@ -224,6 +225,7 @@ class Synthesis:
         """Remember the current network as the smallest one within the reference so far."""
         if self.within is None or count_params(self.net) < count_params(self.within[0]):
             self.within = (copy.deepcopy(self.net), self.trainer.snapshot(), self.val_error)
+            self.candidates = []
 
     def _prune_step(self) -> None:
         """Policy 4: magnitude pruning, then dead units (retraining follows in the loop)."""

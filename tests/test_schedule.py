@@ -3,6 +3,7 @@ pruning that never keeps a step above the reference, and the checkpoint that car
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import pytest
@@ -212,3 +213,74 @@ def test_short_real_mnist_synthesis_reaches_its_target_and_prunes_within_it(mnis
     assert result["final_params"] == count_params(net) < result["post_growth_params"]
     assert any(e["phase"] == "anneal" for e in result["history"])
     assert result["test_error"] <= 0.13
+
+
+def test_the_final_search_returns_the_smallest_candidate_that_fine_tunes_within(
+        mnist_small, monkeypatch):
+    budget = dataclasses.replace(TINY, prune_steps=6)
+    cfg = SynthesisConfig.create(model="lenet300", ratio=0.2, budget="custom",
+                                 budget_spec=budget, eval_epochs=0.25, prune_slack=0.01)
+    synth = Synthesis(cfg, mnist_small)
+    synth.stage, synth.step, synth.val_error = "growth", budget.growth_steps, 0.09
+    synth.cfg = cfg.with_(target_error=0.10)
+    synth.advance()
+    _scripted(monkeypatch, synth, [0.095])  # within the reference
+    synth.advance()
+    within, sizes = count_params(synth.net), []
+    for _ in range(3):  # above the reference, within the slack: candidates
+        _scripted(monkeypatch, synth, [0.105])
+        synth.advance()
+        sizes.append(count_params(synth.net))
+    assert within > sizes[0] > sizes[1] > sizes[2]
+    assert [count_params(c[0]) for c in synth.candidates] == sizes
+    buf = io.BytesIO()  # the candidates are part of the checkpoint
+    torch.save(synth.state_dict(), buf)
+    buf.seek(0)
+    resumed = Synthesis(cfg.with_(target_error=0.10), mnist_small)
+    resumed.load_state_dict(torch.load(buf, weights_only=True))
+    assert [count_params(c[0]) for c in resumed.candidates] == sizes
+    synth.stage = "final"
+    # fine-tuning (2 checks each): the last network fails; the bisection's first probe
+    # (sizes[0]) ends within, the next (sizes[1]) does not
+    _scripted(monkeypatch, synth, [0.104, 0.104, 0.099, 0.099, 0.103, 0.103])
+    synth.advance()
+    assert count_params(synth.net) == sizes[0] and synth.val_error == 0.099
+    assert [e.phase for e in synth.history[-4:]] == ["probe", "probe", "fallback", "final"]
+    assert synth.candidates == [] and synth.within is None
+
+
+def test_at_most_max_candidates_are_kept_the_smallest_always(mnist_small, monkeypatch):
+    from nest_core import pruning_stage
+
+    budget = dataclasses.replace(TINY, prune_steps=12)
+    cfg = SynthesisConfig.create(model="lenet300", ratio=0.2, budget="custom",
+                                 budget_spec=budget, eval_epochs=0.25, prune_slack=0.01,
+                                 prune_fraction=0.1)
+    synth = Synthesis(cfg, mnist_small)
+    synth.stage, synth.step, synth.val_error = "growth", budget.growth_steps, 0.09
+    synth.cfg = cfg.with_(target_error=0.10)
+    synth.advance()
+    _scripted(monkeypatch, synth, [0.105])
+    for _ in range(pruning_stage.MAX_CANDIDATES + 3):
+        synth.advance()
+    kept = [count_params(c[0]) for c in synth.candidates]
+    assert len(kept) == pruning_stage.MAX_CANDIDATES
+    assert kept == sorted(kept, reverse=True) and kept[-1] == count_params(synth.net)
+
+
+def test_the_pruning_share_halves_on_a_rollback_and_recovers_on_an_accept(mnist_small,
+                                                                          monkeypatch):
+    budget = dataclasses.replace(TINY, prune_steps=6)
+    cfg = SynthesisConfig.create(model="lenet300", ratio=0.2, budget="custom",
+                                 budget_spec=budget, eval_epochs=0.25, prune_recovery=1.5,
+                                 prune_fraction=0.2)
+    synth = Synthesis(cfg, mnist_small)
+    synth.stage, synth.reference, synth.val_error = "pruning", 0.10, 0.09
+    shares = []
+    for error in (0.2, 0.2, 0.09, 0.09, 0.09):  # two rollbacks, then three accepts
+        _scripted(monkeypatch, synth, [error])
+        synth.advance()
+        shares.append(synth.prune_fraction)
+    assert shares == pytest.approx([0.1, 0.05, 0.075, 0.1125, 0.16875])
+    with pytest.raises(ValueError, match="prune_recovery"):
+        cfg.with_(prune_recovery=0.5)
