@@ -54,6 +54,7 @@ class BudgetPlan:
     budget: Budget
     space: Space
     num_samples: int | None = None  # Optuna trials: the budget's, else the study's
+    target_error: float | None = None  # this budget's target; None: the study's
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,10 @@ class Study:
         """The effective target error: the study's, else the model's default."""
         return self.target_error if self.target_error >= 0 else DEFAULT_TARGET[self.model]
 
+    def target_of(self, plan: BudgetPlan) -> float:
+        """The effective target of ``plan``: its own, else the study's (or the model's)."""
+        return plan.target_error if plan.target_error is not None else self.target
+
     def plan(self, budget: str | None = None) -> BudgetPlan:
         """The plan of ``budget`` (the study's default when None)."""
         name = budget or self.default_budget
@@ -98,7 +103,9 @@ class Study:
             kwargs = {**self.fixed, "model": self.model, "method": method, "ratio": ratio,
                       "density": density, "alpha": alpha, "beta": beta,
                       "seed": base_seed + rep, "budget": plan.name,
-                      "budget_spec": asdict(budget), "target_error": self.target_error}
+                      "budget_spec": asdict(budget), "target_error": (
+                          self.target_error if plan.target_error is None
+                          else plan.target_error)}
             try:
                 SynthesisConfig.create(**kwargs)
             except (TypeError, ValueError) as e:
@@ -210,7 +217,11 @@ def _budget(name: str, d: dict, space: Space, model: str,
             samples: int | None = None) -> BudgetPlan:
     where = f"budgets.{name}."
     budget_fields = [f.name for f in fields(Budget)]
-    check_keys(d, ("preset", "grid", "num_samples", *budget_fields), where)
+    check_keys(d, ("preset", "grid", "num_samples", "target_error", *budget_fields), where)
+    target = d.get("target_error")
+    if target is not None and (not isinstance(target, (int, float)) or isinstance(target, bool)
+                               or not 0 < target < 1):
+        raise StudyError(f"{where}target_error: {target!r} must be a number in (0, 1)")
     preset = d.get("preset", name)
     if preset not in BUDGETS:
         raise StudyError(f"{where}preset: {preset!r} is not one of {list(BUDGETS)}")
@@ -222,7 +233,8 @@ def _budget(name: str, d: dict, space: Space, model: str,
     cut = as_mapping(d.get("grid") or {}, f"{where}grid")
     grid = parse_space(cut, space, f"{where}grid.", model)
     samples = parse_samples(d.get("num_samples"), f"{where}num_samples") or samples
-    return BudgetPlan(name=name, budget=budget, space=grid, num_samples=samples)
+    return BudgetPlan(name=name, budget=budget, space=grid, num_samples=samples,
+                      target_error=None if target is None else float(target))
 
 
 def _objectives(value: Any) -> dict[str, str]:

@@ -254,7 +254,7 @@ def _print_summary(exp: Experiment, trials: pd.DataFrame, history: pd.DataFrame,
     if expected is not None and len(trials) < expected:
         print(f"{expected - len(trials)} of {expected} trials did not finish: rerun the same "
               "command (or add --resume) to finish them.")
-    for line in pareto_lines(trials, exp.study.objectives, exp.study.target):
+    for line in pareto_lines(trials, exp.study.objectives, exp.study.target_of(exp.plan)):
         print(line)
 
 

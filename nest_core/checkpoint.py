@@ -24,7 +24,7 @@ def state_of(synth: Synthesis) -> dict:
         "seconds": dict(synth.seconds), "samples": dict(synth.samples),
         "history": [e.to_dict() for e in synth.history], "val_error": synth.val_error,
         "post_growth": synth.post_growth, "prune_fraction": synth.prune_fraction,
-        "reference": synth.reference,
+        "reference": synth.reference, "lr_scale": synth.lr_scale,
         "optimizer": synth.trainer.state(),
         "within": None if synth.within is None else _kept(synth.within),
         "candidates": [_kept(c) for c in synth.candidates],
@@ -58,3 +58,4 @@ def load_state(synth: Synthesis, state: dict) -> None:
     for key in ("stage", "step", "seconds", "samples", "val_error", "post_growth",
                 "prune_fraction", "reference"):
         setattr(synth, key, state[key])
+    synth.lr_scale = state.get("lr_scale", 1.0)

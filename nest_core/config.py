@@ -102,6 +102,7 @@ class SynthesisConfig:
     eval_epochs: float = 0.25  # epochs of training between validation checks
     plateau_patience: int = 3  # checks without a new best val error: a plateau (grow again)
     prune_lr: float = 0.3  # learning rate of pruning and fine-tuning, as a share of lr
+    prune_lr_from_growth: bool = False  # prune_lr at most the rate growth ended at
     prune_schedule: str = "constant"  # retraining per pruning step: "constant" or "cosine"
     connection_growth: float = 0.5  # Policy 1: connections added per layer, share of active
     connection_birth: float = 0.1  # Policy 1: mean |w| of new connections / mean |W| of layer

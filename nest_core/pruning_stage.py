@@ -75,7 +75,7 @@ def partial_area(synth: Synthesis) -> None:
     masked = partial_area_step(synth.net, x, synth.cfg.area_gamma)
     synth._changed()
     if synth._train_until(synth.budget.retrain_epochs, "pruning",
-                         lambda err: err <= synth.reference, lr_scale=synth.cfg.prune_lr):
+                         lambda err: err <= synth.reference, lr_scale=synth.pruning_rate()):
         for name, n in masked.items():
             synth._log("partial_area", name, removed=n)
     else:
@@ -85,11 +85,11 @@ def partial_area(synth: Synthesis) -> None:
         synth.step = synth.budget.area_steps  # stop: areas only shrink from here
 
 def fine_tune(synth: Synthesis) -> None:
-    """``final_epochs`` on a half-cosine from ``prune_lr`` to a tenth of it, in chunks;
+    """``final_epochs`` on a half-cosine from the pruning rate to a tenth of it, in chunks;
     the checkpoint of lowest validation error is kept (same params)."""
     epochs, chunk = synth.budget.final_epochs, synth.cfg.eval_epochs
     best = (synth.val_error, copy.deepcopy(synth.net))
-    done, lr0 = 0.0, synth.cfg.prune_lr
+    done, lr0 = 0.0, synth.pruning_rate()
     while epochs > 0 and done < epochs - 1e-9:
         step = min(chunk, epochs - done)
         synth._train(step, "pruning", (cosine(lr0, lr0 / 10, done / epochs),

@@ -50,6 +50,7 @@ class Synthesis:
         self.reference = float("nan")  # validation error pruning must hold
         self.within: tuple | None = None  # (net, optimizer state, val error): smallest within
         self.candidates: list[tuple] = []  # smaller ones above the reference, within the slack
+        self.lr_scale = 1.0  # the share of cfg.lr the last training ended at
         self.distortion = AffineDistortion() if cfg.distortion else None
         self.trainer = Trainer(self.net, data, cfg.optimizer, cfg.lr, cfg.batch_size,
                                self.generator, self.distortion)
@@ -70,6 +71,7 @@ class Synthesis:
                                    self.cfg.batch_size, self.generator, self.distortion)
         lr = (tuple(self.cfg.lr * s for s in lr_scale) if isinstance(lr_scale, tuple)
               else self.cfg.lr * lr_scale)
+        self.lr_scale = lr_scale[-1] if isinstance(lr_scale, tuple) else lr_scale
         self.samples[kind] += self.trainer.train(self._epochs(epochs), lr)
 
     def _changed(self) -> None:
@@ -200,7 +202,7 @@ class Synthesis:
             reached = self.val_error <= self.cfg.target
             self._anneal()
             self.post_growth = {"params": count_params(self.net), "val_error": self.val_error,
-                                "target_reached": reached,
+                                "target_reached": reached, "lr_scale": self.lr_scale,
                                 "architecture": self.net.architecture().to_dict()}
             self.reference = (self.cfg.target if reached else self.val_error)
             self.reference += self.cfg.prune_tolerance
@@ -215,10 +217,20 @@ class Synthesis:
     def _pruning(self) -> None:
         self._prune_iteration(self._prune_step)
 
-    def _prune_lr(self) -> float | tuple[float, float]:
-        """Retraining after a pruning step: constant ``prune_lr`` (stopping on a plateau), or
-        a half-cosine from it to a twentieth over ``retrain_epochs`` ("cosine")."""
+    def pruning_rate(self) -> float:
+        """The share of ``cfg.lr`` pruning and fine-tuning train at: ``prune_lr``, and with
+        ``prune_lr_from_growth`` at most the rate the network was last trained at before
+        pruning began (a settled network retrained at a higher rate than it settled at
+        loses more than the step it pruned)."""
         lr = self.cfg.prune_lr
+        if self.cfg.prune_lr_from_growth:
+            lr = min(lr, self.post_growth.get("lr_scale", lr))
+        return lr
+
+    def _prune_lr(self) -> float | tuple[float, float]:
+        """Retraining after a pruning step: constant ``pruning_rate()`` (stopping on a
+        plateau), or a half-cosine from it to a twentieth over ``retrain_epochs``."""
+        lr = self.pruning_rate()
         return lr if self.cfg.prune_schedule == "constant" else (lr, lr / 20)
 
     def _keep_within(self) -> None:

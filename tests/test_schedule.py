@@ -284,3 +284,17 @@ def test_the_pruning_share_halves_on_a_rollback_and_recovers_on_an_accept(mnist_
     assert shares == pytest.approx([0.1, 0.05, 0.075, 0.1125, 0.16875])
     with pytest.raises(ValueError, match="prune_recovery"):
         cfg.with_(prune_recovery=0.5)
+
+
+@pytest.mark.parametrize("follow,expected", [(True, 0.07), (False, 0.3)])
+def test_pruning_trains_at_most_at_the_rate_growth_ended_at(mnist_small, follow, expected):
+    cfg = SynthesisConfig.create(model="lenet300", ratio=0.2, budget="custom", budget_spec=TINY,
+                                 prune_lr=0.3, prune_lr_from_growth=follow)
+    synth = Synthesis(cfg, mnist_small)
+    synth.stage, synth.step, synth.val_error = "growth", TINY.growth_steps, 0.5
+    synth.lr_scale = 0.07
+    synth.advance()  # growth ends (step cap) at a rate of 0.07 x lr
+    assert synth.stage == "pruning" and synth.post_growth["lr_scale"] == 0.07
+    assert synth.pruning_rate() == expected
+    synth.lr_scale = 1.0  # a later, higher rate does not move it
+    assert synth.pruning_rate() == expected

@@ -107,6 +107,7 @@ DELETE = object()
     ("budgets.smoke.epochs", 3, "budgets.smoke.epochs"),
     ("budgets.smoke.grid", {"ratio": [9.0]}, "budgets.smoke.grid.ratio"),
     ("budgets.weekly", {"preset": "quick"}, "budgets.weekly"),
+    ("budgets.smoke.target_error", 0.0, "budgets.smoke.target_error"),
     ("default_budget", "paper", "default_budget"),
     ("name", DELETE, "name"),
     ("fixed", {"ratio": 0.5}, "fixed.ratio"),
@@ -153,6 +154,14 @@ def test_continuous_ranges_grid_points_and_search_defaults():
 def test_target_is_the_model_default_when_unnamed():
     assert parse_study(_with("target_error", DELETE)).target == DEFAULT_TARGET["lenet300"]
     assert parse_study(copy.deepcopy(VALID)).target == 0.02
+
+
+def test_a_budget_may_name_its_own_target():
+    study = parse_study(_with("budgets.smoke.target_error", 0.05))
+    smoke, quick = study.plan("smoke"), study.plan("quick")
+    assert (study.target_of(smoke), study.target_of(quick)) == (0.05, 0.02)
+    assert {p["target_error"] for p in study.grid(smoke)} == {0.05}
+    assert {p["target_error"] for p in study.grid(quick)} == {0.02}
 
 
 @pytest.mark.parametrize("path, value, named", [
