@@ -102,7 +102,7 @@ class SynthesisConfig:
     eval_epochs: float = 0.25  # epochs of training between validation checks
     plateau_patience: int = 3  # checks without a new best val error: a plateau (grow again)
     prune_lr: float = 0.3  # learning rate of pruning and fine-tuning, as a share of lr
-    prune_lr_from_growth: bool = False  # prune_lr at most the rate growth ended at
+    prune_lr_cap: float = 0.0  # pruning's rate <= this x the rate growth ended at (0: no cap)
     prune_schedule: str = "constant"  # retraining per pruning step: "constant" or "cosine"
     connection_growth: float = 0.5  # Policy 1: connections added per layer, share of active
     connection_birth: float = 0.1  # Policy 1: mean |w| of new connections / mean |W| of layer
@@ -154,6 +154,8 @@ class SynthesisConfig:
             _bad("plateau_patience", self.plateau_patience, ">= 1")
         if not 0 < self.prune_lr <= 1:
             _bad("prune_lr", self.prune_lr, "0 < prune_lr <= 1")
+        if not 0 <= self.prune_lr_cap <= 100:
+            _bad("prune_lr_cap", self.prune_lr_cap, "0 <= prune_lr_cap <= 100 (0: no cap)")
         if not 1 <= self.prune_recovery <= 4:
             _bad("prune_recovery", self.prune_recovery, "1 <= prune_recovery <= 4")
         if not 0 < self.area_gamma < 1:

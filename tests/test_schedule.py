@@ -286,15 +286,16 @@ def test_the_pruning_share_halves_on_a_rollback_and_recovers_on_an_accept(mnist_
         cfg.with_(prune_recovery=0.5)
 
 
-@pytest.mark.parametrize("follow,expected", [(True, 0.07), (False, 0.3)])
-def test_pruning_trains_at_most_at_the_rate_growth_ended_at(mnist_small, follow, expected):
+@pytest.mark.parametrize("cap,expected", [(1.0, 0.07), (2.0, 0.14), (0.0, 0.3), (10.0, 0.3)])
+def test_pruning_trains_at_most_cap_times_the_rate_growth_ended_at(mnist_small, cap,
+                                                                   expected):
     cfg = SynthesisConfig.create(model="lenet300", ratio=0.2, budget="custom", budget_spec=TINY,
-                                 prune_lr=0.3, prune_lr_from_growth=follow)
+                                 prune_lr=0.3, prune_lr_cap=cap)
     synth = Synthesis(cfg, mnist_small)
     synth.stage, synth.step, synth.val_error = "growth", TINY.growth_steps, 0.5
     synth.lr_scale = 0.07
     synth.advance()  # growth ends (step cap) at a rate of 0.07 x lr
     assert synth.stage == "pruning" and synth.post_growth["lr_scale"] == 0.07
-    assert synth.pruning_rate() == expected
+    assert synth.pruning_rate() == pytest.approx(expected)
     synth.lr_scale = 1.0  # a later, higher rate does not move it
-    assert synth.pruning_rate() == expected
+    assert synth.pruning_rate() == pytest.approx(expected)
