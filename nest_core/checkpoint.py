@@ -43,6 +43,7 @@ def _unkept(d: dict, device) -> tuple:
     return (rebuild(d["architecture"], d["model"], d["areas"]).to(device), d["optimizer"],
             d["val_error"])
 
+
 def load_state(synth: Synthesis, state: dict) -> None:
     """Restore ``state_of``'s dict into ``synth`` (same config)."""
     if state["config_id"] != synth.cfg.config_id:

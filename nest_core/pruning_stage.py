@@ -62,6 +62,7 @@ def prune_iteration(synth: Synthesis, prune: Callable[[], None]) -> None:
     synth.prune_fraction = min(synth.cfg.prune_fraction,  # the share recovers
                                synth.prune_fraction * synth.cfg.prune_recovery)
 
+
 def partial_area(synth: Synthesis) -> None:
     """Algorithm 2 on conv layers, after the final fine-tuning: mask low-contribution
     output positions, retrain until the validation error is back within the reference,
@@ -84,6 +85,7 @@ def partial_area(synth: Synthesis) -> None:
         synth.trainer.restore(synth.net, saved)
         synth.step = synth.budget.area_steps  # stop: areas only shrink from here
 
+
 def fine_tune(synth: Synthesis) -> None:
     """``final_epochs`` on a half-cosine from the pruning rate to a tenth of it, in chunks;
     the checkpoint of lowest validation error is kept (same params)."""
@@ -100,6 +102,7 @@ def fine_tune(synth: Synthesis) -> None:
     if synth.val_error > best[0]:
         synth.net, synth.val_error = best[1], best[0]
         synth._changed()
+
 
 def keep_candidate(synth: Synthesis) -> None:
     """Remember an accepted network that sits above the reference (within the slack) and is
