@@ -5,12 +5,13 @@
 Times one Adam step (forward, backward, step, and for masked nets the mask enforcement) on
 the same random batch of 128 images, for: the plain net, the masked SeedNet (masks at
 ``density``, no partial area), and the masked SeedNet with partial-area masks from one step
-of Algorithm 2 (gamma 0.1), each also with channels_last inputs and bfloat16 autocast
-(what nest_core's Trainer uses on CPUs with native bf16: AVX-512 BF16 or AMX). Short rounds
-are interleaved, so load from other processes hits
-all three alike; the fastest round (least disturbed) and the median are both reported, in
-microseconds per training sample and as ratios to the plain net (target <= 1.3x for the
-masked net without area masks).
+of Algorithm 2 (gamma 0.1), each in three layouts: float32 NCHW, float32 channels_last
+(``train.cpu_layout``: what nest_core's Trainer uses on every CPU) and channels_last with
+bfloat16 autocast (what it adds on CPUs with native bf16: AVX-512 BF16 or AMX). The plain
+net is also timed channels_last. Short rounds are interleaved, so load from other
+processes hits all rows alike; the fastest round (least disturbed) and the median are both
+reported, in microseconds per training sample and as ratios to the plain float32 NCHW net
+(goals: >= 2x faster for the path nest_core trains on; partial area <= 1.3x of masked).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from torch import nn
 
 from nest_core.models import build_seed, lenet5
 from nest_core.partial_area import partial_area_step
-from nest_core.train import cpu_has_bf16, make_optimizer
+from nest_core.train import cpu_has_bf16, cpu_layout, make_optimizer
 
 
 class PlainLeNet5(nn.Module):
@@ -42,18 +43,20 @@ class PlainLeNet5(nn.Module):
         return self.f2(F.relu(self.f1(x)))
 
 
+LAYOUTS = ("nchw", "channels_last", "channels_last+bf16")
+
+
 def seconds_per_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int,
-                     fast: bool = False) -> float:
-    """Mean wall seconds of one Adam training step on (x, y); ``fast``: channels_last input
-    and bfloat16 autocast, as nest_core's Trainer uses them on CPUs with native bf16."""
+                     layout: str = "nchw") -> float:
+    """Mean wall seconds of one Adam training step on (x, y) in ``layout`` (``LAYOUTS``)."""
     opt = make_optimizer(model, "adam", 1e-3) if hasattr(model, "convs") else (
         torch.optim.Adam(model.parameters(), lr=1e-3))
     model.train()
-    if fast:
-        x = x.contiguous(memory_format=torch.channels_last)
+    if layout != "nchw":
+        x = cpu_layout(x)
     start = time.perf_counter()
     for _ in range(steps):
-        with torch.autocast("cpu", torch.bfloat16, enabled=fast):
+        with torch.autocast("cpu", torch.bfloat16, enabled=layout.endswith("bf16")):
             out = model(x)
         loss = F.cross_entropy(out.float(), y)
         opt.zero_grad(set_to_none=True)
@@ -82,19 +85,23 @@ def main() -> None:
     area = build_seed(arch, args.density, torch.Generator().manual_seed(0))
     partial_area_step(area, x, 0.1)
     kept = [f"{100 * float(c.area.float().mean()):.0f}%" for c in area.convs]
+    dense = PlainLeNet5(arch.conv_channels, arch.fc_widths)
     models = {
-        "plain nn.Conv2d/nn.Linear": (PlainLeNet5(arch.conv_channels, arch.fc_widths), False),
-        f"masked SeedNet (density {args.density})": (masked, False),
-        f"masked + partial area (Conv% {'/'.join(kept)})": (area, False),
-        "masked, channels_last + bf16 autocast": (masked, True),
-        "masked + partial area, channels_last + bf16": (area, True),
+        "plain nn.Conv2d/nn.Linear": (dense, "nchw"),
+        "plain, channels_last": (dense, "channels_last"),
+        f"masked SeedNet (density {args.density})": (masked, "nchw"),
+        f"masked + partial area (Conv% {'/'.join(kept)})": (area, "nchw"),
+        "masked, channels_last (nest_core's CPU path)": (masked, "channels_last"),
+        "masked + partial area, channels_last": (area, "channels_last"),
+        "masked, channels_last + bf16 autocast": (masked, "channels_last+bf16"),
+        "masked + partial area, channels_last + bf16": (area, "channels_last+bf16"),
     }
-    for model, fast in models.values():
-        seconds_per_step(model, x, y, 3, fast)  # warm-up
+    for model, layout in models.values():
+        seconds_per_step(model, x, y, 3, layout)  # warm-up
     times: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(args.rounds):
-        for name, (model, fast) in models.items():
-            times[name].append(seconds_per_step(model, x, y, args.steps, fast))
+        for name, (model, layout) in models.items():
+            times[name].append(seconds_per_step(model, x, y, args.steps, layout))
     plain = times[next(iter(models))]
     print(f"LeNet-5 r={args.ratio} {arch.conv_channels}/{arch.fc_widths}, batch "
           f"{args.batch_size}, {torch.get_num_threads()} threads, {args.rounds} rounds of "
@@ -104,8 +111,8 @@ def main() -> None:
         best, med = min(t), statistics.median(t)
         print(f"{name:<46}{1e6 * best / args.batch_size:18.1f}{best / min(plain):7.2f}"
               f"{1e6 * med / args.batch_size:18.1f}{med / statistics.median(plain):7.2f}")
-    print(f"native bf16 on this CPU: {cpu_has_bf16()} (nest_core trains with channels_last + "
-          "bf16 autocast only then; elsewhere in float32 NCHW, the first two rows)")
+    print(f"native bf16 on this CPU: {cpu_has_bf16()} (nest_core trains channels_last on every "
+          "CPU, with bf16 autocast only where this is True)")
     print("goals: the training path nest_core uses >= 2x faster than plain float32 (bf16/AMX "
           "CPUs); partial area <= 1.3x of masked")
 

@@ -202,6 +202,7 @@ def _partial_area_conv(
     most ``PAIR_CHUNK`` elements; while gradients are recorded each chunk is recomputed in
     the backward pass (activation checkpointing), so memory stays near that of the plain
     convolution."""
+    x = x.contiguous()  # NCHW: im2col and the grouped form are slower on channels_last
     b = x.shape[0]
     n, m, k = w.shape[0], w.shape[1], w.shape[2]
     p, q = area.shape[2], area.shape[3]

@@ -51,7 +51,7 @@ def contributions(conv: MaskedConv2d, x: torch.Tensor) -> torch.Tensor:
         for start in range(0, x.shape[0], images):
             y = F.conv2d(x[start : start + images, s:e], per_pair, None, conv.stride,
                          conv.padding, groups=e - s)  # (b, (e-s)*N, P, Q)
-            total[s:e] += y.abs().sum(0).view(e - s, n, p, q)
+            total[s:e] += y.abs().sum(0).reshape(e - s, n, p, q)
     return total / x.shape[0]
 
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nest_core.data import AffineDistortion, ImageData
-from nest_core.train import NonFiniteLossError, make_optimizer
+from nest_core.train import NonFiniteLossError, cpu_layout, make_optimizer
 
 TEMPERATURE = 4.0
 WEIGHT = 0.5
@@ -58,7 +58,7 @@ def train_with_loss(model: nn.Module, data: ImageData, samples: int, loss_fn: Lo
                 break
             for group in opt.param_groups:
                 group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / steps)))
-            loss = loss_fn(x, y)
+            loss = loss_fn(cpu_layout(x), y)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"non-finite training loss {loss.item()} at step {step}")
             opt.zero_grad(set_to_none=True)
