@@ -13,8 +13,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
+from nest_core.area_conv import masked_entries, partial_area_conv
 from nest_core.masks import check_mask
 
 
@@ -126,6 +126,7 @@ class MaskedConv2d(_Masked):
         self._init_masked((out_channels, in_channels, kernel_size, kernel_size), True)
         self.stride, self.padding = int(stride), int(padding)
         self.register_buffer("area", None)
+        self._entries: tuple | None = None  # (key, masked_entries) for partial_area_conv
 
     @property
     def in_channels(self) -> int:
@@ -159,68 +160,27 @@ class MaskedConv2d(_Masked):
         w = self.effective_weight()  # (N, M, k, k)
         if self.area is None:
             return F.conv2d(x, w, self.bias, self.stride, self.padding)
-        return _partial_area_conv(x, w, self.bias, self.area, self.stride, self.padding)
+        return partial_area_conv(x, w, self.bias, self.area, self.stride, self.padding,
+                                 self.area_entries())
+
+    def area_entries(self) -> tuple[torch.Tensor, ...]:
+        """The masked (input map, output map, position) entries of pairs with an active
+        weight (all pairs while ``track_dense_grad``: their dormant weights' gradients see
+        the area too), cached until the area or the mask changes."""
+        key = (self.area, self.area._version, self.mask, self.mask._version,
+               self.track_dense_grad)
+        c = self._entries
+        if c is None or len(c[0]) != len(key) or any(
+                a is not b if torch.is_tensor(a) else a != b for a, b in zip(c[0], key)):
+            live = None if self.track_dense_grad else self.mask.any(dim=(2, 3)).T
+            self._entries = (key, masked_entries(self.area, live))
+        return self._entries[1]
 
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels} -> {self.out_channels}, k={self.kernel_size}, "
             f"s={self.stride}, p={self.padding}, active={self.num_active()}"
         )
-
-
-PAIR_CHUNK = 2**24  # elements of the per-position weights (or per-pair outputs) at once
-
-
-def _positions(cols: torch.Tensor, w: torch.Tensor, area: torch.Tensor) -> torch.Tensor:
-    """y (L, B, N) at L output positions from their patches ``cols`` (B, M*k*k, L), with
-    position-specific kernels w[n, m] * area[m, n, l] (a locally connected layer)."""
-    n, m = w.shape[:2]
-    kernels = w.reshape(n, m, -1)[None] * area.permute(2, 1, 0)[..., None]  # (L, N, M, kk)
-    return torch.bmm(cols.permute(2, 0, 1), kernels.reshape(area.shape[2], n, -1).mT)
-
-
-def _pairs(x: torch.Tensor, w: torch.Tensor, area: torch.Tensor, stride: int,
-           padding: int) -> torch.Tensor:
-    """sum_m area[m, n] * conv(x[m], w[n, m]) via one grouped conv producing every pair."""
-    b, m = x.shape[:2]
-    n, k = w.shape[0], w.shape[2]
-    per_pair = w.transpose(0, 1).reshape(m * n, 1, k, k)  # (M*N, 1, k, k)
-    y = F.conv2d(x, per_pair, None, stride, padding, groups=m)  # (B, M*N, P, Q)
-    return (y.view(b, m, n, *y.shape[2:]) * area).sum(1)  # (B, N, P, Q)
-
-
-def _partial_area_conv(
-    x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, area: torch.Tensor,
-    stride: int = 1, padding: int = 0,
-) -> torch.Tensor:
-    """y[n] = bias[n] + sum_m area[m, n] * conv(x[m], w[n, m]) (Algorithm 2's forward).
-
-    Small layers (every pair's output, B x M x N x P x Q, within ``PAIR_CHUNK`` elements)
-    use one grouped convolution producing each pair's output. Larger ones run as a locally
-    connected layer: the input's patches (im2col) times, per output position, the kernels
-    masked by that position's area, in chunks of positions whose masked kernels hold at
-    most ``PAIR_CHUNK`` elements; while gradients are recorded each chunk is recomputed in
-    the backward pass (activation checkpointing), so memory stays near that of the plain
-    convolution."""
-    x = x.contiguous()  # NCHW: im2col and the grouped form are slower on channels_last
-    b = x.shape[0]
-    n, m, k = w.shape[0], w.shape[1], w.shape[2]
-    p, q = area.shape[2], area.shape[3]
-    if b * m * n * p * q <= PAIR_CHUNK:
-        y = _pairs(x, w, area, stride, padding)
-        return y if bias is None else y + bias.view(1, -1, 1, 1)
-    cols = F.unfold(x, k, padding=padding, stride=stride)  # (B, M*k*k, P*Q)
-    flat = area.flatten(2)  # (M, N, P*Q)
-    step = max(1, PAIR_CHUNK // (n * m * k * k))
-    parts = []
-    for s in range(0, p * q, step):
-        args = (cols[:, :, s : s + step], w, flat[:, :, s : s + step])
-        if torch.is_grad_enabled() and step < p * q:
-            parts.append(checkpoint(_positions, *args, use_reentrant=False))
-        else:
-            parts.append(_positions(*args))
-    y = torch.cat(parts, 0).permute(1, 2, 0).reshape(b, n, p, q)  # (B, N, P, Q)
-    return y if bias is None else y + bias.view(1, -1, 1, 1)
 
 
 def masked_layers(model: nn.Module) -> list[tuple[str, _Masked]]:

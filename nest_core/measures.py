@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from nest_core.layers import MaskedConv2d, _partial_area_conv, masked_layers
+from nest_core.area_conv import partial_area_conv
+from nest_core.layers import MaskedConv2d, masked_layers
 from nest_core.prune import layer_bns
 
 
@@ -39,7 +40,7 @@ def _conv_pairs_flops(layer: MaskedConv2d, inputs: torch.Tensor, padded: float) 
     x = F.pad(inputs[None], (pad, pad, pad, pad), value=padded)
     if layer.area is None:
         return float(F.conv2d(x, kernels, None, layer.stride).sum())
-    return float(_partial_area_conv(x, kernels, None, layer.area, layer.stride).sum())
+    return float(partial_area_conv(x, kernels, None, layer.area, layer.stride).sum())
 
 
 @torch.no_grad()

@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from nest_core.layers import PAIR_CHUNK, MaskedConv2d
+from nest_core.area_conv import PAIR_CHUNK
+from nest_core.layers import MaskedConv2d
 from nest_core.masks import prune_mask
 from nest_core.models import Net
 

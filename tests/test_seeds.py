@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
-from nest_core import layers
+from nest_core import area_conv
 from nest_core.export import areas, compact, rebuild
 from nest_core.grow_maps import grow_feature_maps
 from nest_core.layers import MaskedConv2d, masked_layers
@@ -78,30 +78,69 @@ def test_dense_counter_equals_pytorchs_on_small_images(name):
     assert dense_cost(net)[1] == counter.get_total_flops()
 
 
-@pytest.mark.parametrize("chunk", [2**24, 500, 800])  # grouped; locally connected, chunked
-def test_strided_padded_conv_and_its_partial_area_match_pytorch(monkeypatch, chunk):
-    """All-True areas: output and gradients equal F.conv2d's; a masked position of one
-    pair removes exactly that pair's contribution there."""
-    monkeypatch.setattr(layers, "PAIR_CHUNK", chunk)
-    torch.manual_seed(0)
-    conv = MaskedConv2d(3, 4, 5, stride=2, padding=2)
+def per_pair_oracle(x, w, bias, area, stride, padding):
+    """sum_m area[m] * F.conv2d(x[m], w[:, m]) + bias: one PyTorch conv per input map."""
+    out = sum(F.conv2d(x[:, m : m + 1], w[:, m : m + 1], None, stride, padding) * area[m]
+              for m in range(x.shape[1]))
+    return out + bias.view(1, -1, 1, 1)
+
+
+@pytest.mark.parametrize(("method", "chunk"), [
+    ("auto", 2**24), ("complement", 2**24), ("pairs", 2**24),
+    ("positions", 2**24), ("positions", 500), ("positions", 800),  # chunked positions
+])
+@pytest.mark.parametrize("keep", [1.0, 0.9, 0.3])
+def test_strided_padded_partial_area_conv_matches_pytorch(monkeypatch, method, chunk, keep):
+    """Every forward method of partial-area conv: output and the gradients of input and
+    weight equal a per-input-map loop of F.conv2d masked by the area (all-True: plain
+    F.conv2d), on a strided, padded layer, channels_last input included."""
+    monkeypatch.setattr(area_conv, "PAIR_CHUNK", chunk)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 11, 11, generator=g, dtype=torch.float64)
+    w = torch.randn(4, 3, 5, 5, generator=g, dtype=torch.float64)
+    bias = torch.randn(4, generator=g, dtype=torch.float64)
+    area = torch.rand(3, 4, 6, 6, generator=g) < keep
+    ref_x, ref_w = x.clone().requires_grad_(), w.clone().requires_grad_()
+    ref = per_pair_oracle(ref_x, ref_w, bias, area, 2, 2)
+    if keep == 1.0:
+        assert torch.allclose(ref, F.conv2d(x, w, bias, 2, 2))
+    for inp in (x, x.contiguous(memory_format=torch.channels_last)):
+        xi, wi = inp.clone().requires_grad_(), w.clone().requires_grad_()
+        out = area_conv.partial_area_conv(xi, wi, bias, area, 2, 2, method=method)
+        assert torch.allclose(out, ref, atol=1e-10)
+        grad = torch.randn(out.shape, generator=g, dtype=torch.float64)
+        got = torch.autograd.grad(out, (xi, wi), grad)
+        want = torch.autograd.grad(ref, (ref_x, ref_w), grad, retain_graph=True)
+        assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(got, want))
+
+
+def test_masked_conv_leaves_dead_pairs_out_of_its_area_terms_unless_tracking():
+    """A MaskedConv2d's cached area entries skip pairs with no active weight (same output),
+    include them while track_dense_grad (their dormant weights' dense gradient sees the
+    area), and follow a changed mask."""
+    conv = MaskedConv2d(2, 2, 3)
     conv.weight.data.normal_()
-    x = torch.rand(2, 3, 11, 11)
-    w = conv.weight.detach().clone().requires_grad_()
-    ref = F.conv2d(x, w, conv.bias.detach(), 2, 2)
-    assert conv.output_hw(11, 11) == ref.shape[2:]
-    conv.set_area(torch.ones(3, 4, *ref.shape[2:], dtype=torch.bool))
-    out = conv(x)
-    assert torch.allclose(out, ref, atol=1e-5)
-    out.square().sum().backward()
-    ref.square().sum().backward()
-    assert torch.allclose(conv.weight.grad, w.grad, atol=1e-4)
-    area = conv.area.clone()
-    area[1, 2, 3, 4] = False
+    mask = torch.ones(2, 2, 3, 3, dtype=torch.bool)
+    mask[1, 0] = False  # pair (input 0, output 1) has no active weight
+    conv.set_mask(mask)
+    area = torch.ones(2, 2, 2, 2, dtype=torch.bool)
+    area[0, 1, 0, 0] = area[1, 1, 1, 1] = False  # (m, n, p, q)
     conv.set_area(area)
-    pair = F.conv2d(x[:, 1:2], conv.weight[2:3, 1:2].detach(), None, 2, 2)[:, 0, 3, 4]
-    with torch.no_grad():
-        assert torch.allclose(conv(x)[:, 2, 3, 4], ref[:, 2, 3, 4] - pair, atol=1e-5)
+    rm, rn, rl = conv.area_entries()
+    assert (rm.tolist(), rn.tolist(), rl.tolist()) == ([1], [1], [3])
+    x = torch.rand(1, 2, 4, 4)
+    ref = per_pair_oracle(x, conv.weight * conv.mask, conv.bias, area, 1, 0)
+    assert torch.allclose(conv(x), ref, atol=1e-6)
+    conv.track_dense_grad = True
+    assert [t.tolist() for t in conv.area_entries()] == [[0, 1], [1, 1], [0, 3]]
+    conv(x).sum().backward()
+    w = (conv.weight * conv.mask).detach().requires_grad_()
+    per_pair_oracle(x, w, conv.bias.detach(), area, 1, 0).sum().backward()
+    assert torch.allclose(conv.dense_grad, w.grad, atol=1e-5)  # dormant weights included
+    conv.track_dense_grad = False
+    mask[1, 0, 0, 0] = True
+    conv.set_mask(mask)
+    assert [t.tolist() for t in conv.area_entries()] == [[0, 1], [1, 1], [0, 3]]
 
 
 def test_layer_table_flops_of_a_padded_conv_by_hand():
