@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,8 @@ from nest_core.optim_state import (
     state_by_name,
     sync_optimizer,
 )
+
+Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x, y) -> scalar loss
 
 
 class NonFiniteLossError(RuntimeError):
@@ -133,9 +136,12 @@ class Trainer:
         self._hook = attach_mask_enforcer(self.opt, model)
 
     def train(self, samples: int, lr: float | tuple[float, float] | None = None,
-              loss_fn=None) -> int:
+              objective: Objective | None = None,
+              extra: torch.optim.Optimizer | None = None) -> int:
         """Train on ``samples`` samples (shuffled epochs, the last cut short); ``lr`` is a
-        constant or (start, end) of a half-cosine decay over the call. Returns samples."""
+        constant or (start, end) of a half-cosine decay over the call; ``objective(x, y)``
+        replaces the cross entropy of the model's logits (it runs the model itself);
+        ``extra`` is stepped alongside at its own learning rate. Returns samples seen."""
         if samples <= 0:
             return 0
         start, end = (lr, lr) if not isinstance(lr, tuple) else lr
@@ -145,6 +151,7 @@ class Trainer:
         model, opt = self.model, self.opt
         mixed = use_amp(model, self.amp)
         device_type = next(model.parameters()).device.type
+        optimizers = [opt] if extra is None else [opt, extra]
         model.train()
         seen, step = 0, 0
         while seen < samples:
@@ -156,15 +163,16 @@ class Trainer:
                     group["lr"] = end + (start - end) * scale
                 x = cpu_layout(x)
                 with autocast(mixed, device_type):
-                    out = model(x)
-                loss = (F.cross_entropy(out.float(), y) if loss_fn is None
-                        else loss_fn(x, y, out.float()))
+                    loss = (F.cross_entropy(model(x).float(), y) if objective is None
+                            else objective(x, y).float())
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(
                         f"non-finite training loss {loss.item()} at step {step}")
-                opt.zero_grad(set_to_none=True)
+                for o in optimizers:
+                    o.zero_grad(set_to_none=True)
                 loss.backward()
-                opt.step()
+                for o in optimizers:
+                    o.step()
                 seen += x.shape[0]
                 step += 1
         model.eval()

@@ -1,6 +1,6 @@
 """Knowledge distillation (Hinton, Vinyals & Dean 2015) for the ``adaptive`` baseline's robust
-pruning (Lu et al. 2023, TPAMI: a dense teacher guides the pruned student), and a training
-loop that takes any loss.
+pruning (Lu et al. 2023, TPAMI: a dense teacher guides the pruned student), and training
+with any loss through the one loop, ``train.Trainer``.
 
 The loss is (1 - w) CE(z_s, y) + w T^2 KL(p_t || p_s) with p = softmax(z / T), T = 4 and
 w = 0.5, the KL taken over the teacher's distribution as ``F.kl_div(log p_s, p_t)`` computes
@@ -14,20 +14,17 @@ gives no T or w for this use: both are assumed.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from nest_core.data import AffineDistortion, ImageData
-from nest_core.train import NonFiniteLossError, cpu_layout, make_optimizer
+from nest_core.train import Objective, Trainer
 
 TEMPERATURE = 4.0
 WEIGHT = 0.5
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x, y) -> scalar loss
+LossFn = Objective  # (x, y) -> scalar loss
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor,
@@ -43,32 +40,9 @@ def train_with_loss(model: nn.Module, data: ImageData, samples: int, loss_fn: Lo
                     optimizer: str, lr: float, batch_size: int, generator: torch.Generator,
                     distortion: AffineDistortion | None = None,
                     extra: torch.optim.Optimizer | None = None) -> int:
-    """``train.train_samples`` with ``loss_fn(x, y)`` in place of cross entropy (same epochs,
-    half-cosine decay to lr/20 and mask enforcement); ``extra`` is stepped alongside at its
-    own learning rate. Returns samples seen."""
-    if samples <= 0:
-        return 0
-    opt = make_optimizer(model, optimizer, lr)
-    steps = math.ceil(samples / batch_size)
-    model.train()
-    seen = step = 0
-    while seen < samples:
-        for x, y in data.batches(batch_size, generator, distortion):
-            if seen >= samples:
-                break
-            for group in opt.param_groups:
-                group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / steps)))
-            loss = loss_fn(cpu_layout(x), y)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(f"non-finite training loss {loss.item()} at step {step}")
-            opt.zero_grad(set_to_none=True)
-            if extra is not None:
-                extra.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if extra is not None:
-                extra.step()
-            seen += x.shape[0]
-            step += 1
-    model.eval()
-    return seen
+    """``train.train_samples`` with ``loss_fn(x, y)`` in place of cross entropy (the same
+    loop: epochs, half-cosine decay to lr/20, autocast where the hardware has it, mask
+    enforcement); ``extra`` is stepped alongside at its own learning rate. Returns samples
+    seen."""
+    trainer = Trainer(model, data, optimizer, lr, batch_size, generator, distortion)
+    return trainer.train(samples, (lr, lr / 20), loss_fn, extra)
