@@ -100,6 +100,7 @@ class SynthesisConfig:
     growth_decay: bool = True  # growth amounts shrink with the gap to the target
     keep_optimizer: bool = True  # one optimizer for the run (False: a fresh one per call)
     eval_epochs: float = 0.25  # epochs of training between validation checks
+    growth_average: float = 0.0  # growth checks also read an EMA of the weights (decay/step)
     plateau_patience: int = 3  # checks without a new best val error: a plateau (grow again)
     prune_lr: float = 0.3  # learning rate of pruning and fine-tuning, as a share of lr
     prune_lr_cap: float = 0.0  # pruning's rate <= this x the rate growth ended at (0: no cap)
@@ -150,6 +151,8 @@ class SynthesisConfig:
             _bad("prune_schedule", self.prune_schedule, "'constant' or 'cosine'")
         if not 0 < self.eval_epochs <= 100:
             _bad("eval_epochs", self.eval_epochs, "0 < eval_epochs <= 100")
+        if not 0 <= self.growth_average < 1:
+            _bad("growth_average", self.growth_average, "0 <= growth_average < 1 (0: off)")
         if self.plateau_patience < 1:
             _bad("plateau_patience", self.plateau_patience, ">= 1")
         if not 0 < self.prune_lr <= 1:

@@ -25,6 +25,7 @@ from nest_core.prune import magnitude_prune, prune_dead_units
 from nest_core.pruning_stage import cosine
 from nest_core.result import build_result
 from nest_core.train import Trainer, error_rate
+from nest_core.weight_average import WeightAverage
 
 StepCallback = Callable[[dict, "Synthesis"], None]
 STAGES = ("warmup", "growth", "pruning", "final", "partial_area", "done")
@@ -54,6 +55,7 @@ class Synthesis:
         self.distortion = AffineDistortion() if cfg.distortion else None
         self.trainer = Trainer(self.net, data, cfg.optimizer, cfg.lr, cfg.batch_size,
                                self.generator, self.distortion)
+        self.average = WeightAverage(cfg.growth_average) if cfg.growth_average else None
 
     # ---- bookkeeping -------------------------------------------------------------------
     @property
@@ -72,7 +74,11 @@ class Synthesis:
         lr = (tuple(self.cfg.lr * s for s in lr_scale) if isinstance(lr_scale, tuple)
               else self.cfg.lr * lr_scale)
         self.lr_scale = lr_scale[-1] if isinstance(lr_scale, tuple) else lr_scale
-        self.samples[kind] += self.trainer.train(self._epochs(epochs), lr)
+        after = self.average.update if self._averaging(kind) else None
+        self.samples[kind] += self.trainer.train(self._epochs(epochs), lr, after_step=after)
+
+    def _averaging(self, kind: str) -> bool:
+        return self.average is not None and kind == "growth"
 
     def _changed(self) -> None:
         """The network's structure or masks changed: the optimizer follows it (or, without
@@ -94,6 +100,8 @@ class Synthesis:
         end)`` for a schedule that spans the whole phase."""
         chunk = min(self.cfg.eval_epochs, max_epochs) if max_epochs > 0 else 0
         spent, best, waited = 0.0, float("inf"), 0
+        if self._averaging(kind):
+            self.average.reset(self.net)
         while chunk > 0 and spent < max_epochs - 1e-9:
             step = min(chunk, max_epochs - spent)
             lr = lr_scale(step) if callable(lr_scale) else lr_scale
@@ -102,7 +110,7 @@ class Synthesis:
                       cosine(*lr_scale, (spent + step) / max_epochs))
             self._train(step, kind, lr)
             spent += step
-            err = self._evaluate()
+            err = self._evaluate_averaged() if self._averaging(kind) else self._evaluate()
             if done(err):
                 return True
             if err < best:
@@ -123,6 +131,13 @@ class Synthesis:
 
     def _evaluate(self) -> float:
         self.val_error = error_rate(self.net, self.data.val)
+        return self.val_error
+
+    def _evaluate_averaged(self) -> float:
+        """The lower validation error of the network and of its weight average; the
+        network keeps those weights."""
+        self.val_error = self.average.best_of(self.net, self._evaluate(),
+                                              lambda: error_rate(self.net, self.data.val))
         return self.val_error
 
     def report(self) -> dict:

@@ -137,11 +137,13 @@ class Trainer:
 
     def train(self, samples: int, lr: float | tuple[float, float] | None = None,
               objective: Objective | None = None,
-              extra: torch.optim.Optimizer | None = None) -> int:
+              extra: torch.optim.Optimizer | None = None,
+              after_step: Callable[[], None] | None = None) -> int:
         """Train on ``samples`` samples (shuffled epochs, the last cut short); ``lr`` is a
         constant or (start, end) of a half-cosine decay over the call; ``objective(x, y)``
         replaces the cross entropy of the model's logits (it runs the model itself);
-        ``extra`` is stepped alongside at its own learning rate. Returns samples seen."""
+        ``extra`` is stepped alongside at its own learning rate; ``after_step()`` runs after
+        every optimizer step (masks already enforced). Returns samples seen."""
         if samples <= 0:
             return 0
         start, end = (lr, lr) if not isinstance(lr, tuple) else lr
@@ -173,6 +175,8 @@ class Trainer:
                 loss.backward()
                 for o in optimizers:
                     o.step()
+                if after_step is not None:
+                    after_step()
                 seen += x.shape[0]
                 step += 1
         model.eval()
