@@ -15,6 +15,7 @@ from nest_core.batchnorm import effective_weight
 from nest_core.layers import MaskedConv2d, MaskedLinear
 from nest_core.masks import prune_mask
 from nest_core.models import Net
+from nest_core.train import cpu_layout
 
 
 def layer_bns(net: Net) -> list[tuple[str, torch.nn.Module, torch.nn.Module | None]]:
@@ -86,7 +87,7 @@ def mean_abs_activations(net: Net, x: torch.Tensor, batch_size: int = 2000) -> l
     """Mean |ReLU output| per hidden unit (maps: averaged over positions too), per layer."""
     sums = None
     for start in range(0, x.shape[0], batch_size):
-        _, hidden = net(x[start : start + batch_size], return_hidden=True)
+        _, hidden = net(cpu_layout(x[start : start + batch_size]), return_hidden=True)
         per = [h.abs().sum(0).flatten(1).mean(1) if h.dim() == 4 else h.abs().sum(0)
                for h in hidden]
         sums = per if sums is None else [a + b for a, b in zip(sums, per)]
@@ -98,10 +99,18 @@ def prune_dead_units(net: Net, x_val: torch.Tensor, threshold: float) -> dict[st
     """Cut hidden units (maps, neurons) with no inputs, no outputs, or mean |output| <=
     ``threshold`` on ``x_val``, repeating while a cut strands other units; a unit with no
     inputs but a bias is folded into the next layer's bias first when no batch norm sits
-    between. Returns units cut per layer."""
+    between. Returns units cut per layer.
+
+    With ``threshold`` 0 and no batch norm, a cut leaves every other unit's outputs on
+    ``x_val`` as they were (the units cut output zero there, or a constant that is folded
+    into the next bias), so the activations are measured once, not once per repeat."""
     total: dict[str, int] = {}
+    reuse = threshold == 0 and not net.batch_norm
+    acts = None
     for _ in range(len(net.layer_bns())):
-        cut = _prune_dead_units_once(net, x_val, threshold)
+        if acts is None or not reuse:
+            acts = mean_abs_activations(net, x_val)
+        cut = _prune_dead_units_once(net, acts, threshold)
         if not cut:
             break
         for name, n in cut.items():
@@ -109,9 +118,10 @@ def prune_dead_units(net: Net, x_val: torch.Tensor, threshold: float) -> dict[st
     return total
 
 
-def _prune_dead_units_once(net: Net, x_val: torch.Tensor, threshold: float) -> dict:
+def _prune_dead_units_once(net: Net, acts: list[torch.Tensor], threshold: float) -> dict:
+    """One pass over the unit groups with ``acts`` their mean |output| per unit (a unit cut
+    keeps its place, without connections)."""
     net.eval()
-    acts = mean_abs_activations(net, x_val)
     cut = {}
     for i, g in enumerate(net.unit_groups()):
         has_in, has_out = g.has_inputs(), g.has_outputs()

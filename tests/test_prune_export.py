@@ -54,6 +54,32 @@ def test_prune_dead_units_cuts_unreachable_neurons():
     assert torch.allclose(net(x), out_before, atol=1e-5), "folding keeps the function"
 
 
+def test_dead_units_are_measured_once_and_cut_as_if_remeasured(monkeypatch):
+    """threshold 0, no batch norm: the activations are measured once (a cut changes no other
+    unit's outputs), and the cut equals the one of re-measuring after every pass."""
+    import copy
+
+    from nest_core import prune
+
+    net = build_seed(lenet300(0.05), 0.5, torch.Generator().manual_seed(1))  # 15, 5 hidden
+    with torch.no_grad():
+        net.fcs[0].bias.fill_(-50.0)
+        net.fcs[0].bias[:4] = 0.5  # fc1 units 4.. never fire on [0, 1) images: dead by output
+    net.fcs[2].mask[:, 2] = False  # fc2 unit 2 has no outputs
+    x = torch.rand(64, 1, 28, 28)
+    twin = copy.deepcopy(net)
+    measured = []
+    real = prune.mean_abs_activations
+    monkeypatch.setattr(prune, "mean_abs_activations",
+                        lambda n, xv: measured.append(1) or real(n, xv))
+    cut = prune_dead_units(net, x, 0.0)
+    assert len(measured) == 1 and cut["fc1"] >= 11 and cut["fc2"] >= 1
+    twin.batch_norm = True  # forces a re-measure per pass (twin has no BN layers to fold)
+    measured.clear()
+    assert prune_dead_units(twin, x, 0.0) == cut and len(measured) >= 2
+    assert all(torch.equal(a.mask, b.mask) for a, b in zip(net.fcs, twin.fcs))
+
+
 def test_measures_hand_count():
     net = SeedNet(lenet300(0.01))  # widths 3, 1, 10
     for fc in net.fcs:
