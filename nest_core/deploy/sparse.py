@@ -5,9 +5,12 @@ layer, or for a convolution the active (output map, input map) pairs, each conne
 and kernel position, and (partial-area layers) the pairs' area masks as packed bits. At run
 time the weights are ``materialize``-d in one of two layouts:
 
-- ``dense``: a dense weight at the pruned widths (``F.linear``/``F.conv2d``; a partial-area
-  layer convolves its active pairs with one grouped convolution, masks each pair's output by
-  its area and sums the pairs into their output maps with a 0/1 1x1 convolution);
+- ``dense``: a dense weight at the pruned widths (``F.linear``/``F.conv2d``). A partial-area
+  layer with ``cache`` runs the dense convolution minus the masked positions' terms
+  (gathered from the input, scattered back; a layer with one input map multiplies its
+  output by the area). Without ``cache`` (torch.export, ONNX: no data-dependent shapes) it
+  convolves its active pairs with one grouped convolution, masks each pair's output by its
+  area and sums the pairs into their output maps with a 0/1 1x1 convolution;
 - ``csr``: a torch sparse CSR matrix (CPU): the linear weight, or for a convolution the
   layer unrolled over positions, (N*P*Q, M*H*W), so partial-area masks are exact entries.
 
@@ -148,15 +151,42 @@ class PackedConv2d(nn.Module):
         pair, pos = self.conn_pair.long(), self.conn_pos.long()
         if self.layout == "csr":
             return self._unrolled()
-        if not self.has_area:
+        if not self.has_area or self.cache:
             flat = (self.pair_out.long()[pair] * m + self.pair_in.long()[pair]) * k * k + pos
             w = _zeros(self.vals, n * m * k * k).index_put((flat,), self.vals)
-            return [w.view(n, m, k, k)]
+            if not self.has_area:
+                return [w.view(n, m, k, k)]
+            return [w.view(n, m, k, k)] + self._complement()
         kern = _zeros(self.vals, pairs * k * k).index_put((pair * k * k + pos,), self.vals)
         one = torch.ones_like(self.pair_out, dtype=self.vals.dtype)
         at = self.pair_out.long() * pairs + torch.arange(pairs, device=one.device)
         reduce = _zeros(self.vals, n * pairs).index_put((at,), one)
         return [kern.view(pairs, 1, k, k), self.areas(), reduce.view(n, pairs, 1, 1)]
+
+    def _complement(self) -> list[torch.Tensor]:
+        """What the dense convolution of a partial-area layer must lose: with one input map,
+        the (N, P, Q) area to multiply its output by; else the masked positions' terms, as
+        input indices (R*k*k, into the padded input flattened per image), output indices (R,
+        into (N*P*Q)) and kernels (R, k*k)."""
+        p, q = self.out_hw
+        k, s, pad = self.kernel_size, self.stride, self.padding
+        areas = self.areas()  # (pairs, P, Q)
+        none = torch.zeros(0, dtype=torch.long)
+        if self.in_channels == 1:
+            mul = torch.ones(self.out_channels, p, q)
+            mul[self.pair_out.long()] = areas
+            return [mul, none, none, self.vals.new_zeros(0, k * k)]
+        kern = _zeros(self.vals, self.num_pairs() * k * k).index_put(
+            (self.conn_pair.long() * k * k + self.conn_pos.long(),), self.vals)
+        masked = torch.nonzero(areas.flatten(1) < 0.5)  # (R, 2): masked (pair, position)
+        pj, pos = masked[:, 0], masked[:, 1]
+        rn, rm = self.pair_out.long()[pj], self.pair_in.long()[pj]
+        hp, wp = self.in_hw[0] + 2 * pad, self.in_hw[1] + 2 * pad
+        kk = torch.arange(k * k)
+        rows = (pos // q * s).unsqueeze(1) + torch.div(kk, k, rounding_mode="floor")
+        cols = (pos % q * s).unsqueeze(1) + kk % k
+        inputs = ((rm.unsqueeze(1) * hp + rows) * wp + cols).flatten()
+        return [torch.ones(0), inputs, rn * (p * q) + pos, kern.view(-1, k * k)[pj]]
 
     def _unrolled(self) -> list[torch.Tensor]:
         """(N*P*Q, M*H*W) CSR of the layer over positions (area-masked), bias per row."""
@@ -192,9 +222,25 @@ class PackedConv2d(nn.Module):
             return y.t().reshape(x.shape[0], self.out_channels, self.out_hw[0], self.out_hw[1])
         if not self.has_area:
             return F.conv2d(x, rt[0], self.bias, self.stride, self.padding)
+        if self.cache:
+            return self._minus_masked(x, rt)
         y = F.conv2d(x.index_select(1, self.pair_in.long()), rt[0], None, self.stride,
                      self.padding, groups=self.num_pairs())  # (B, pairs, P, Q)
         return F.conv2d(y * rt[1], rt[2], self.bias)  # (B, N, P, Q)
+
+
+    def _minus_masked(self, x: torch.Tensor, rt: list[torch.Tensor]) -> torch.Tensor:
+        """The dense convolution minus the masked positions' terms (see ``_complement``)."""
+        y = F.conv2d(x, rt[0], None, self.stride, self.padding)  # (B, N, P, Q)
+        if self.in_channels == 1:
+            return y * rt[1] + self.bias.view(1, -1, 1, 1)
+        b, pad, kk = x.shape[0], self.padding, self.kernel_size * self.kernel_size
+        xp = F.pad(x, [pad, pad, pad, pad]) if pad > 0 else x
+        patches = xp.reshape(b, -1).index_select(1, rt[2]).view(b, -1, kk)  # (B, R, k*k)
+        terms = (patches * rt[4]).sum(2)  # (B, R)
+        y = y.reshape(b, -1).index_add(1, rt[3], terms, alpha=-1)
+        return y.view(b, self.out_channels, self.out_hw[0], self.out_hw[1]) + self.bias.view(
+            1, -1, 1, 1)
 
 
 def stored_bytes(model: nn.Module) -> int:
