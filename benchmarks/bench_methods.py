@@ -2,6 +2,7 @@
 
     NEST_DATA=../shared/data python benchmarks/bench_methods.py lenet300 --seeds 3
     NEST_DATA=../shared/data python benchmarks/bench_methods.py lenet5 --seeds 3 --out runs/m5
+    ... bench_methods.py lenet300 --set connection_growth=0.25   # any config field, all methods
 
 For each seed, NeST runs first from its default seed (``--ratio``, the library's density) at
 ``--budget``. Each pruning-only method (magnitude: Han et al. 2015; adaptive) then trains the
@@ -92,7 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", default=None,
                    help="folder for methods.json (default runs/methods_MODEL)")
+    p.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON",
+                   help="SynthesisConfig fields for every method, e.g. prune_lr=0.2")
     args = p.parse_args(argv)
+    try:
+        fixed = {k: json.loads(v) for k, v in (a.split("=", 1) for a in args.set)}
+        SynthesisConfig.create(model=args.model, **fixed)
+    except ValueError as e:  # a malformed pair, bad JSON, an unknown or out-of-range field
+        print(f"error: --set: {e}", file=sys.stderr)
+        return 2
     if args.merge:  # e.g. one process per seed, then one table
         rows = [r for f in args.merge for r in json.loads(Path(f).read_text())]
         print("\n".join(table(sorted(rows, key=lambda r: (r["seed"], r["method"])))))
@@ -106,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ratio = {} if args.ratio is None else {"ratio": args.ratio}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         nest_cfg = SynthesisConfig.create(model=args.model, seed=seed, budget=args.budget,
-                                          **ratio)
+                                          **ratio, **fixed)
         nest, wall = _run(nest_cfg, data)
         rows.append(_row("nest", seed, nest, wall))
         equal = dataclasses.replace(
@@ -114,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             prune_samples=pruning_stage_samples(nest))
         for method in args.methods.split(","):
             cfg = SynthesisConfig.create(model=args.model, seed=seed, method=method,
-                                         ratio=1.0, budget="custom", budget_spec=equal)
+                                         ratio=1.0, budget="custom", budget_spec=equal,
+                                         **fixed)
             result, wall = _run(cfg, data)
             rows.append(_row(method, seed, result, wall))
         print("\n".join(table(rows)), flush=True)
