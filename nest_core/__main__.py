@@ -82,7 +82,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quiet", action="store_true", help="no per-iteration progress lines")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
+                   help="any other SynthesisConfig field, repeatable, e.g. --set "
+                        "connection_growth=0.25 --set growth_schedule='\"cosine\"' (wins "
+                        "over the flag of the same field)")
     return p.parse_args(argv)
+
+
+def _fields_set(pairs: list[str]) -> dict:
+    """``--set FIELD=JSON`` pairs as config fields (ValueError on a malformed pair)."""
+    fields = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--set {pair!r}: expected FIELD=JSON, e.g. prune_lr=0.2")
+        if name in ("model", "budget_spec"):
+            raise ValueError(f"--set {name}: give it as the model argument or --budget")
+        try:
+            fields[name] = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--set {pair!r}: the value is not JSON ({e.msg})") from None
+    return fields
 
 
 def _budget_override(args: argparse.Namespace) -> dict:
@@ -107,15 +127,16 @@ def main(argv: list[str] | None = None) -> int:
         return export_main(argv)
     args = parse_args(argv)
     try:
-        cfg = SynthesisConfig.create(
+        flags = dict(
             model=args.model, ratio=args.ratio, density=args.density, alpha=args.alpha,
             beta=args.beta, method=args.method, target_error=args.target_error,
             budget=args.budget, batch_norm=args.batch_norm, distortion=args.distortion,
             dataset=args.dataset, image_size=args.image_size, seed=args.seed,
             area_gamma=args.area_gamma, distill=args.distill, optimizer=args.optimizer, lr=args.lr,
             prune_tolerance=args.prune_tolerance, growth_patience=args.growth_patience,
-            prune_flops=args.prune_flops,
-            **_budget_override(args))
+            prune_flops=args.prune_flops)
+        cfg = SynthesisConfig.create(**{**flags, **_budget_override(args),
+                                        **_fields_set(args.set)})
         out = Path(args.out)
         check_writable(out)  # before any training: an unwritable --out fails now
         device = resolve_device(args.device)
