@@ -69,6 +69,19 @@ def _small_pt2(ep: torch.export.ExportedProgram, name: str) -> None:
                           zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED)
 
 
+def _small_torchscript(scripted: torch.jit.ScriptModule, name: str) -> None:
+    """``scripted.save`` without the ``*.debug_pkl`` records (source ranges for error
+    messages; ``torch.jit.load`` reads them only when present): 13 of 75 KB of a 5,364-
+    connection LeNet-5's file."""
+    raw = io.BytesIO()
+    torch.jit.save(scripted, raw)
+    raw.seek(0)
+    with zipfile.ZipFile(raw) as zin, zipfile.ZipFile(name, "w") as zout:
+        for info in zin.infolist():
+            if not info.filename.endswith(".debug_pkl"):
+                zout.writestr(info, zin.read(info))
+
+
 def write(packed: nn.Module, fmt: str, path: str | Path,
           input_shape: Sequence[int]) -> Path:
     """Write ``packed`` (built with ``cache=True`` for torchscript, else ``cache=False``)
@@ -78,7 +91,7 @@ def write(packed: nn.Module, fmt: str, path: str | Path,
     packed = packed.eval()
     if fmt == "torchscript":
         scripted = torch.jit.script(packed)
-        _atomic(path, lambda p: scripted.save(p))
+        _atomic(path, lambda p: _small_torchscript(scripted, p))
     elif fmt == "pt2":
         batch = torch.export.Dim("batch", min=1, max=2**20)
         with torch.no_grad():
