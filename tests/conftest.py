@@ -43,3 +43,18 @@ def toy_data(n: int = 256, seed: int = 0, shape=(1, 28, 28)) -> ImageData:
     y = (x.flatten(1) @ proj).argmax(1)
     split = Split(x, y)
     return ImageData("toy", split, Split(x[:64], y[:64]), Split(x[64:128], y[64:128]), 10)
+
+
+def resumed_copy(synth, data):
+    """A new Synthesis of ``synth``'s config on ``data``, loaded from ``synth``'s checkpoint
+    through torch.save / torch.load(weights_only=True), as a resumed run would be."""
+    import io
+
+    from nest_core.synthesize import Synthesis
+
+    buf = io.BytesIO()
+    torch.save(synth.state_dict(), buf)
+    buf.seek(0)
+    copy = Synthesis(synth.cfg, data)
+    copy.load_state_dict(torch.load(buf, weights_only=True))
+    return copy

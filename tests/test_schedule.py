@@ -20,6 +20,8 @@ from nest_core.measures import count_params
 from nest_core.models import build_seed, lenet300
 from nest_core.train import Trainer, make_optimizer
 
+from .conftest import resumed_copy
+
 TINY = Budget(train_limit=2000, warmup_epochs=1, growth_steps=2, growth_epochs=0.5,
               prune_steps=3, retrain_epochs=0.5, final_epochs=0.5)
 
@@ -150,11 +152,7 @@ def test_resume_restores_the_optimizer_state(mnist_small):
     first = Synthesis(cfg, mnist_small)
     for _ in range(3):  # warm-up and two growth steps: the optimizer holds state
         first.advance()
-    buf = io.BytesIO()
-    torch.save(first.state_dict(), buf)
-    buf.seek(0)
-    second = Synthesis(cfg, mnist_small)
-    second.load_state_dict(torch.load(buf, weights_only=True))
+    second = resumed_copy(first, mnist_small)
     a, b = first.trainer.state(), second.trainer.state()
     assert a.keys() == b.keys() and a
     for name in a:

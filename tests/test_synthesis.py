@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
 
 import pytest
-import torch
 
 from nest_core import Synthesis, SynthesisConfig
 from nest_core.__main__ import main
 from nest_core.config import Budget
 from nest_core.measures import count_params
+
+from .conftest import resumed_copy
 
 TINY = Budget(train_limit=2000, warmup_epochs=1, growth_steps=2, growth_epochs=0.5,
               prune_steps=2, retrain_epochs=0.5, final_epochs=0.5)
@@ -59,11 +59,7 @@ def test_checkpoint_resume_gives_the_same_run(mnist_small):
     first = Synthesis(cfg, mnist_small)
     for _ in range(3):  # warmup, one growth step, ...
         first.advance()
-    buf = io.BytesIO()
-    torch.save(first.state_dict(), buf)
-    buf.seek(0)
-    second = Synthesis(cfg, mnist_small)
-    second.load_state_dict(torch.load(buf, weights_only=True))
+    second = resumed_copy(first, mnist_small)
     resumed = second.run()
     for key in ("final_params", "post_growth_params", "val_error", "test_error",
                 "growth_samples"):

@@ -3,8 +3,6 @@ masks kept, the better weights adopted, and a resumed synthesis identical."""
 
 from __future__ import annotations
 
-import io
-
 import pytest
 import torch
 
@@ -12,6 +10,8 @@ from nest_core.config import Budget, SynthesisConfig
 from nest_core.layers import MaskedLinear
 from nest_core.synthesize import Synthesis
 from nest_core.weight_average import WeightAverage
+
+from .conftest import resumed_copy
 
 
 def layer(values: list[float], mask: list[bool]) -> MaskedLinear:
@@ -88,11 +88,7 @@ def test_averaged_growth_checks_never_read_worse_and_resume_identically(mnist_sm
     first = Synthesis(cfg, mnist_small)
     for _ in range(3):  # warmup, one growth step, ...
         first.advance()
-    buf = io.BytesIO()
-    torch.save(first.state_dict(), buf)
-    buf.seek(0)
-    second = Synthesis(cfg, mnist_small)
-    second.load_state_dict(torch.load(buf, weights_only=True))
+    second = resumed_copy(first, mnist_small)
     resumed = second.run()
     for key in ("final_params", "post_growth_params", "val_error", "test_error"):
         assert resumed[key] == expected[key], key
