@@ -58,3 +58,15 @@ def resumed_copy(synth, data):
     copy = Synthesis(synth.cfg, data)
     copy.load_state_dict(torch.load(buf, weights_only=True))
     return copy
+
+
+def run_and_resume(cfg, data, advances: int = 3):
+    """(result of an uninterrupted run, result of a run resumed from a checkpoint taken
+    after ``advances`` iterations, the interrupted Synthesis) of ``cfg`` on ``data``."""
+    from nest_core.synthesize import Synthesis
+
+    expected = Synthesis(cfg, data).run()
+    first = Synthesis(cfg, data)
+    for _ in range(advances):  # warmup, one growth step, ...
+        first.advance()
+    return expected, resumed_copy(first, data).run(), first

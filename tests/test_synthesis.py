@@ -13,7 +13,7 @@ from nest_core.__main__ import main
 from nest_core.config import Budget
 from nest_core.measures import count_params
 
-from .conftest import resumed_copy
+from .conftest import run_and_resume
 
 TINY = Budget(train_limit=2000, warmup_epochs=1, growth_steps=2, growth_epochs=0.5,
               prune_steps=2, retrain_epochs=0.5, final_epochs=0.5)
@@ -54,13 +54,7 @@ def test_synthesis_invariants_and_result(mnist_small):
 
 def test_checkpoint_resume_gives_the_same_run(mnist_small):
     cfg = _cfg(seed=3)
-    full = Synthesis(cfg, mnist_small)
-    expected = full.run()
-    first = Synthesis(cfg, mnist_small)
-    for _ in range(3):  # warmup, one growth step, ...
-        first.advance()
-    second = resumed_copy(first, mnist_small)
-    resumed = second.run()
+    expected, resumed, first = run_and_resume(cfg, mnist_small)
     for key in ("final_params", "post_growth_params", "val_error", "test_error",
                 "growth_samples"):
         assert resumed[key] == expected[key], key

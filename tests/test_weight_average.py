@@ -8,10 +8,9 @@ import torch
 
 from nest_core.config import Budget, SynthesisConfig
 from nest_core.layers import MaskedLinear
-from nest_core.synthesize import Synthesis
 from nest_core.weight_average import WeightAverage
 
-from .conftest import resumed_copy
+from .conftest import run_and_resume
 
 
 def layer(values: list[float], mask: list[bool]) -> MaskedLinear:
@@ -83,12 +82,6 @@ def test_averaged_growth_checks_never_read_worse_and_resume_identically(mnist_sm
     assert cfg.config_id != cfg.with_(growth_average=0.0).config_id
     with pytest.raises(ValueError, match="growth_average"):
         cfg.with_(growth_average=1.0)
-    full = Synthesis(cfg, mnist_small)
-    expected = full.run()
-    first = Synthesis(cfg, mnist_small)
-    for _ in range(3):  # warmup, one growth step, ...
-        first.advance()
-    second = resumed_copy(first, mnist_small)
-    resumed = second.run()
+    expected, resumed, _ = run_and_resume(cfg, mnist_small)
     for key in ("final_params", "post_growth_params", "val_error", "test_error"):
         assert resumed[key] == expected[key], key
