@@ -143,6 +143,7 @@ def test_distortion_validates():
         AffineDistortion(rotation=120)
 
 
+@pytest.mark.slow
 def test_idx_validation_holds_under_python_O(tmp_path):
     import subprocess
     import sys

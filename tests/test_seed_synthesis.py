@@ -20,8 +20,10 @@ TINY = Budget(train_limit=128, warmup_epochs=1, growth_steps=1, growth_epochs=1,
               prune_steps=1, retrain_epochs=1, final_epochs=0, area_steps=1)
 
 
-@pytest.mark.parametrize("model,ratio,size", [("alexnet", 0.1, 64), ("vgg16", 0.05, 32),
-                                              ("resnet50", 0.0625, 64)])
+@pytest.mark.parametrize("model,ratio,size", [
+    ("alexnet", 0.1, 64),
+    pytest.param("vgg16", 0.05, 32, marks=pytest.mark.slow),
+    pytest.param("resnet50", 0.0625, 64, marks=pytest.mark.slow)])
 def test_tiny_synthesis_of_each_seed(model, ratio, size):
     torch.set_num_threads(1)
     synthetic = load_dataset("synthetic", device="cpu", image_size=size, train_limit=128)
@@ -47,6 +49,7 @@ def test_tiny_synthesis_of_each_seed(model, ratio, size):
     assert any(e["phase"] == "partial_area" for e in result["history"])
 
 
+@pytest.mark.slow
 def test_cli_runs_alexnet_on_synthetic_data(tmp_path):
     out = tmp_path / "alex"
     proc = subprocess.run(

@@ -70,6 +70,7 @@ def smoke(tmp_path_factory, data_dir):
     return run, experiment(tmp / "out")
 
 
+@pytest.mark.slow
 def test_smoke_sweep_writes_results(smoke):
     run, exp = smoke
     assert exp.parent.name == "tiny" and exp.name.startswith("tiny-smoke-grid-")
@@ -92,6 +93,7 @@ def test_smoke_sweep_writes_results(smoke):
     assert f"Results in {exp}/" in run.stdout and "Pareto front" in run.stdout
 
 
+@pytest.mark.slow
 def test_one_line_per_finished_trial(smoke):
     run, exp = smoke
     trials = pd.read_parquet(exp / "trials.parquet").set_index("ratio")
@@ -106,6 +108,7 @@ def test_one_line_per_finished_trial(smoke):
         assert ("target reached" if row["target_reached"] else "target missed") in line
 
 
+@pytest.mark.slow
 def test_each_trial_keeps_its_compact_model(smoke):
     _, exp = smoke
     trials = pd.read_parquet(exp / "trials.parquet")

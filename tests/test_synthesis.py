@@ -111,6 +111,7 @@ def test_cli_missing_data_exits_2(tmp_path, capsys, monkeypatch):
     assert code == 2 and "NEST_DATA" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_smoke_writes_complete_result(mnist_dir, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run(
