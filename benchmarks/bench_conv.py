@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nest_core.models import build_seed, lenet5
-from nest_core.partial_area import partial_area_step
-from nest_core.train import cpu_has_bf16, cpu_layout, make_optimizer
+from nest_core.models.seeds import build_seed, lenet5
+from nest_core.prune.partial_area import partial_area_step
+from nest_core.training.trainer import cpu_has_bf16, cpu_layout, make_optimizer
 
 
 class PlainLeNet5(nn.Module):

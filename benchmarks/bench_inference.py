@@ -26,7 +26,7 @@ import torch
 from nest_core.deploy.api import export_net, run_config
 from nest_core.deploy.formats import load
 from nest_core.deploy.plain import dense_baseline, input_shape
-from nest_core.export import load_compact
+from nest_core.synthesis.compact import load_compact
 
 BATCHES, THREADS = (1, 256), (1, 2)
 BARS = {"lenet300": {1: 1.5, 256: 1.5}, "lenet5": {1: 1.5, 256: 3.0}}

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from nest_core.data import resolve_device
-from nest_core.models import build_seed, lenet300
-from nest_core.train import make_optimizer
+from nest_core.models.seeds import build_seed, lenet300
+from nest_core.training.trainer import make_optimizer
 
 
 def plain_mlp(widths: tuple[int, ...]) -> nn.Module:

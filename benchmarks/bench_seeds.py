@@ -38,10 +38,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nest_core.layers import MaskedConv2d, masked_layers
-from nest_core.models import Architecture, build_seed, seed_architecture
-from nest_core.resnet import ResNetArchitecture
-from nest_core.train import make_optimizer
+from nest_core.models.resnet import ResNetArchitecture
+from nest_core.models.seeds import Architecture, build_seed, seed_architecture
+from nest_core.nn.layers import MaskedConv2d, masked_layers
+from nest_core.training.trainer import make_optimizer
 
 MODELS = ("alexnet", "vgg16", "resnet50")
 DEFAULT_RATIOS = {"alexnet": 1.0, "vgg16": 0.75, "resnet50": 1.0}
@@ -86,7 +86,7 @@ class PlainSeqNet(nn.Module):
 
 
 class PlainBottleneck(nn.Module):
-    """nest_core.resnet.Bottleneck in plain layers (convs with bias, as the seed's)."""
+    """nest_core.models.resnet.Bottleneck in plain layers (convs with bias, as the seed's)."""
 
     def __init__(self, c_in: int, inner: tuple[int, int], c_out: int, stride: int) -> None:
         super().__init__()
@@ -105,7 +105,7 @@ class PlainBottleneck(nn.Module):
 
 
 class PlainResNet(nn.Module):
-    """nest_core.resnet.ResNetSeed in plain layers."""
+    """nest_core.models.resnet.ResNetSeed in plain layers."""
 
     def __init__(self, arch: ResNetArchitecture) -> None:
         super().__init__()

@@ -34,7 +34,7 @@ import yaml
 from explorer import sweep, trainable
 from explorer.storage import merge_trials
 from nest_core import SynthesisConfig, load_dataset
-from nest_core.methods import make_synthesis
+from nest_core.synthesis.methods import make_synthesis
 
 
 def write_study(folder: Path, trials: int, train_limit: int) -> Path:

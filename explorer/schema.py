@@ -66,7 +66,7 @@ NODE_COLUMNS = (
     "hostname",  # str: the node's host name
 )
 
-# One row per history event (see nest_core.history.Event).
+# One row per history event (see nest_core.synthesis.history.Event).
 HISTORY_COLUMNS = (
     "config_id",
     "trial_id",

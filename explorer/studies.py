@@ -32,7 +32,7 @@ from explorer.search_space import (
     parse_space,
 )
 from nest_core.config import BUDGETS, DEFAULT_TARGET, Budget, SynthesisConfig
-from nest_core.models import SEEDS
+from nest_core.models.seeds import SEEDS
 
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"  # the repository's studies/
 PACKAGED_DIR = Path(__file__).resolve().parent / "study_files"  # the same files in a wheel

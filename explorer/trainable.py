@@ -44,8 +44,8 @@ from explorer.storage import (
 from explorer.studies import varying
 from nest_core import ImageData, Synthesis, SynthesisConfig, load_dataset
 from nest_core.data import VAL_FRACTION
-from nest_core.export import compact_writer
-from nest_core.methods import make_synthesis
+from nest_core.synthesis.compact import compact_writer
+from nest_core.synthesis.methods import make_synthesis
 
 if TYPE_CHECKING:
     import argparse

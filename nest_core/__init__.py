@@ -7,11 +7,11 @@
 
 from nest_core.config import BUDGETS, Budget, SynthesisConfig
 from nest_core.data import ImageData, load_dataset
-from nest_core.export import compact, load_compact, save_compact
-from nest_core.history import Event
-from nest_core.methods import make_synthesis, synthesis_class, synthesize
-from nest_core.models import SEEDS, Architecture, SeedNet, build_seed, seed_architecture
-from nest_core.synthesize import Synthesis
+from nest_core.models.seeds import SEEDS, Architecture, SeedNet, build_seed, seed_architecture
+from nest_core.synthesis.compact import compact, load_compact, save_compact
+from nest_core.synthesis.history import Event
+from nest_core.synthesis.loop import Synthesis
+from nest_core.synthesis.methods import make_synthesis, synthesis_class, synthesize
 
 __all__ = [
     "BUDGETS",

@@ -23,12 +23,12 @@ from nest_core.data import (
     load_dataset,
     resolve_device,
 )
-from nest_core.export import compact_writer
 from nest_core.measures import format_table
-from nest_core.methods import make_synthesis
-from nest_core.models import SEEDS
-from nest_core.synthesize import Synthesis
-from nest_core.train import NonFiniteLossError
+from nest_core.models.seeds import SEEDS
+from nest_core.synthesis.compact import compact_writer
+from nest_core.synthesis.loop import Synthesis
+from nest_core.synthesis.methods import make_synthesis
+from nest_core.training.trainer import NonFiniteLossError
 
 # The CLI's defaults are the library's: one source of truth.
 DEFAULTS = {f.name: f.default for f in fields(SynthesisConfig)}

@@ -122,7 +122,7 @@ class SynthesisConfig:
     distill: bool = False  # adaptive baseline: add a distillation loss from a dense teacher
 
     def __post_init__(self) -> None:
-        from nest_core.models import SEEDS  # local import: models does not depend on config
+        from nest_core.models.seeds import SEEDS  # local import: models does not depend on config
 
         if self.model not in SEEDS:
             _bad("model", self.model, f"one of {sorted(SEEDS)}")

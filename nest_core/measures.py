@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from nest_core.area_conv import partial_area_conv
-from nest_core.layers import MaskedConv2d, masked_layers
-from nest_core.prune import layer_bns
+from nest_core.nn.area_conv import partial_area_conv
+from nest_core.nn.layers import MaskedConv2d, masked_layers
+from nest_core.prune.magnitude import layer_bns
 
 
 def count_params(net: torch.nn.Module) -> int:
@@ -148,7 +148,7 @@ def dense_cost(net: torch.nn.Module) -> tuple[int, int]:
 
 def dense_reference_cost(arch) -> tuple[int, int]:
     """``dense_cost`` of an architecture, built on the meta device (no memory used)."""
-    from nest_core.models import build_net
+    from nest_core.models.seeds import build_net
 
     with torch.device("meta"):
         net = build_net(arch).eval()

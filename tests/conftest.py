@@ -50,7 +50,7 @@ def resumed_copy(synth, data):
     through torch.save / torch.load(weights_only=True), as a resumed run would be."""
     import io
 
-    from nest_core.synthesize import Synthesis
+    from nest_core.synthesis.loop import Synthesis
 
     buf = io.BytesIO()
     torch.save(synth.state_dict(), buf)
@@ -63,7 +63,7 @@ def resumed_copy(synth, data):
 def run_and_resume(cfg, data, advances: int = 3):
     """(result of an uninterrupted run, result of a run resumed from a checkpoint taken
     after ``advances`` iterations, the interrupted Synthesis) of ``cfg`` on ``data``."""
-    from nest_core.synthesize import Synthesis
+    from nest_core.synthesis.loop import Synthesis
 
     expected = Synthesis(cfg, data).run()
     first = Synthesis(cfg, data)

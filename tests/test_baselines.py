@@ -19,10 +19,10 @@ from nest_core.baselines.thresholds import harden, learn_thresholds, st_keep
 from nest_core.baselines.trimming import trim
 from nest_core.config import Budget
 from nest_core.data import ImageData, Split
-from nest_core.layers import masked_layers
 from nest_core.measures import count_params
-from nest_core.models import Architecture, SeedNet, build_seed, seed_architecture
-from nest_core.train import train_samples
+from nest_core.models.seeds import Architecture, SeedNet, build_seed, seed_architecture
+from nest_core.nn.layers import masked_layers
+from nest_core.training.trainer import train_samples
 from tests.conftest import toy_data
 
 TINY = Budget(train_limit=2000, warmup_epochs=0.5, growth_steps=1, growth_epochs=0.5,

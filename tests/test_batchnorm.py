@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nest_core.batchnorm import effective_bias, effective_weight
-from nest_core.layers import MaskedConv2d, MaskedLinear
+from nest_core.nn.batchnorm import effective_bias, effective_weight
+from nest_core.nn.layers import MaskedConv2d, MaskedLinear
 
 
 def random_bn(bn: nn.modules.batchnorm._BatchNorm, g: torch.Generator):

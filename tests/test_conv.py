@@ -10,9 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nest_core import grow_maps
-from nest_core.export import compact
-from nest_core.grow_maps import (
+from nest_core.grow import maps as grow_maps
+from nest_core.grow.maps import (
     MapCandidate,
     append_empty_map,
     batch_loss,
@@ -21,7 +20,8 @@ from nest_core.grow_maps import (
     install_map,
 )
 from nest_core.measures import count_params
-from nest_core.models import Architecture, SeedNet, build_seed, lenet5
+from nest_core.models.seeds import Architecture, SeedNet, build_seed, lenet5
+from nest_core.synthesis.compact import compact
 
 
 def tiny(batch_norm: bool = False, convs: tuple[int, ...] = (2, 3), seed: int = 0) -> SeedNet:

@@ -14,7 +14,7 @@ from nest_core.data import (
     load_dataset,
     resize_images,
 )
-from nest_core.train import (
+from nest_core.training.trainer import (
     NonFiniteLossError,
     cpu_has_bf16,
     error_rate,

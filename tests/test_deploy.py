@@ -17,8 +17,8 @@ from nest_core.deploy.formats import load
 from nest_core.deploy.pack import choose_layouts, pack
 from nest_core.deploy.plain import MaxPool2x2, to_plain
 from nest_core.deploy.sparse import PackedConv2d, PackedLinear, _pack_bits
-from nest_core.export import save_compact
-from nest_core.models import build_seed, lenet5, lenet300
+from nest_core.models.seeds import build_seed, lenet5, lenet300
+from nest_core.synthesis.compact import save_compact
 
 warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
 SHAPE = (1, 28, 28)

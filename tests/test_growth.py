@@ -7,12 +7,12 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from nest_core.grow_connections import dense_gradients, grow_connections, select_top_dormant
-from nest_core.grow_neurons import add_neuron, bridging_gradient, grow_neurons, neuron_weights
-from nest_core.layers import MaskedLinear
+from nest_core.grow.connections import dense_gradients, grow_connections, select_top_dormant
+from nest_core.grow.neurons import add_neuron, bridging_gradient, grow_neurons, neuron_weights
 from nest_core.measures import count_params
-from nest_core.models import build_seed, lenet300
-from nest_core.train import train_samples
+from nest_core.models.seeds import build_seed, lenet300
+from nest_core.nn.layers import MaskedLinear
+from nest_core.training.trainer import train_samples
 
 from .conftest import toy_data
 

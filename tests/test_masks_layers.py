@@ -9,11 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nest_core.layers import MaskedConv2d, MaskedLinear, enforce_masks
-from nest_core.masks import check_mask, grow_mask, prune_mask, random_mask
 from nest_core.measures import count_params
-from nest_core.models import build_seed, lenet5, lenet300
-from nest_core.train import make_optimizer
+from nest_core.models.seeds import build_seed, lenet5, lenet300
+from nest_core.nn.layers import MaskedConv2d, MaskedLinear, enforce_masks
+from nest_core.nn.masks import check_mask, grow_mask, prune_mask, random_mask
+from nest_core.training.trainer import make_optimizer
 
 
 def test_check_mask_rejects_wrong_type_and_shape():
@@ -143,7 +143,7 @@ def test_forward_masks_weights_changed_without_enforcement():
 
 
 def test_caches_survive_repeated_surgery_without_forward():
-    from nest_core.surgery import keep_units
+    from nest_core.nn.surgery import keep_units
 
     for trial in range(50):  # freed tensors' ids get reused: caches must not trust ids
         conv = MaskedConv2d(4, 5, 3)

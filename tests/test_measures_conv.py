@@ -7,7 +7,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from nest_core.measures import dense_cost, layer_table, totals
-from nest_core.models import Architecture, SeedNet, lenet5
+from nest_core.models.seeds import Architecture, SeedNet, lenet5
 
 
 def pytorch_flops(net: SeedNet) -> dict[str, int]:

@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nest_core import partial_area
-from nest_core.layers import MaskedConv2d
 from nest_core.measures import count_params
-from nest_core.models import Architecture, SeedNet, build_seed, lenet5
-from nest_core.partial_area import contributions, layer_input, partial_area_step
+from nest_core.models.seeds import Architecture, SeedNet, build_seed, lenet5
+from nest_core.nn.layers import MaskedConv2d
+from nest_core.prune import partial_area
+from nest_core.prune.partial_area import contributions, layer_input, partial_area_step
 
 IMG = torch.arange(1.0, 17.0).view(1, 1, 4, 4)  # 1..16, row-major
 

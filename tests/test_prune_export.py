@@ -6,10 +6,11 @@ import copy
 
 import torch
 
-from nest_core.export import compact, load_compact, save_compact
 from nest_core.measures import count_params, dense_cost, layer_table, totals
-from nest_core.models import SeedNet, build_seed, lenet300
-from nest_core.prune import magnitude_prune, prune_dead_units, smallest_active
+from nest_core.models.seeds import SeedNet, build_seed, lenet300
+from nest_core.prune.dead_units import prune_dead_units
+from nest_core.prune.magnitude import magnitude_prune, smallest_active
+from nest_core.synthesis.compact import compact, load_compact, save_compact
 
 from .conftest import toy_data
 
@@ -59,7 +60,7 @@ def test_dead_units_are_measured_once_and_cut_as_if_remeasured(monkeypatch):
     unit's outputs), and the cut equals the one of re-measuring after every pass."""
     import copy
 
-    from nest_core import prune
+    from nest_core.prune import dead_units as prune
 
     net = build_seed(lenet300(0.05), 0.5, torch.Generator().manual_seed(1))  # 15, 5 hidden
     with torch.no_grad():
@@ -122,8 +123,8 @@ def test_compact_export_equals_masked_model(tmp_path):
 def test_flop_balanced_pruning_shrinks_costly_small_layers_faster():
     """conv1 of LeNet-5 is small in weights but costly in FLOPs (576 positions per weight):
     with ``flops`` its share is fraction * sqrt(f / f_max), by hand, not the weight share."""
-    from nest_core.models import lenet5
-    from nest_core.prune import output_positions
+    from nest_core.models.seeds import lenet5
+    from nest_core.prune.magnitude import output_positions
 
     net = build_seed(lenet5(1.0), 1.0, torch.Generator().manual_seed(0))
     assert output_positions(net) == {"conv1": 576, "conv2": 64}

@@ -12,13 +12,13 @@ import torch.nn.functional as F
 
 from nest_core import Synthesis, SynthesisConfig
 from nest_core.config import Budget
-from nest_core.grow_connections import grow_connections
-from nest_core.grow_neurons import grow_neurons
-from nest_core.layers import masked_layers
-from nest_core.masks import prune_mask
+from nest_core.grow.connections import grow_connections
+from nest_core.grow.neurons import grow_neurons
 from nest_core.measures import count_params
-from nest_core.models import build_seed, lenet300
-from nest_core.train import Trainer, make_optimizer
+from nest_core.models.seeds import build_seed, lenet300
+from nest_core.nn.layers import masked_layers
+from nest_core.nn.masks import prune_mask
+from nest_core.training.trainer import Trainer, make_optimizer
 
 from .conftest import resumed_copy
 
@@ -197,7 +197,7 @@ def test_pruning_slack_and_the_fallback_to_the_smallest_network_within(mnist_sma
 def test_short_real_mnist_synthesis_reaches_its_target_and_prunes_within_it(mnist_dir):
     """LeNet-300-100 from r = 0.4 on 10,000 real MNIST images (1-2 minutes on 2 cores)."""
     from nest_core.data import load_dataset
-    from nest_core.methods import synthesize
+    from nest_core.synthesis.methods import synthesize
 
     torch.set_num_threads(2)
     budget = Budget(train_limit=10000, warmup_epochs=3, growth_steps=6, growth_epochs=1,
@@ -248,7 +248,7 @@ def test_the_final_search_returns_the_smallest_candidate_that_fine_tunes_within(
 
 
 def test_at_most_max_candidates_are_kept_the_smallest_always(mnist_small, monkeypatch):
-    from nest_core import pruning_stage
+    from nest_core.synthesis import pruning_stage
 
     budget = dataclasses.replace(TINY, prune_steps=12)
     cfg = SynthesisConfig.create(model="lenet300", ratio=0.2, budget="custom",

@@ -11,14 +11,16 @@ import torch.nn.functional as F
 import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
-from nest_core import area_conv
-from nest_core.export import areas, compact, rebuild
-from nest_core.grow_maps import grow_feature_maps
-from nest_core.layers import MaskedConv2d, masked_layers
+from nest_core.grow.maps import grow_feature_maps
 from nest_core.measures import count_params, dense_cost, dense_reference_cost, layer_table
-from nest_core.models import build_seed, dense_reference, seed_architecture
-from nest_core.partial_area import partial_area_step
-from nest_core.prune import cut_units, magnitude_prune, prune_dead_units
+from nest_core.models.seeds import build_seed, dense_reference, seed_architecture
+from nest_core.nn import area_conv
+from nest_core.nn.layers import MaskedConv2d, masked_layers
+from nest_core.prune.cut import cut_units
+from nest_core.prune.dead_units import prune_dead_units
+from nest_core.prune.magnitude import magnitude_prune
+from nest_core.prune.partial_area import partial_area_step
+from nest_core.synthesis.compact import areas, compact, rebuild
 
 SMALL = (3, 64, 64)
 
@@ -146,7 +148,7 @@ def test_masked_conv_leaves_dead_pairs_out_of_its_area_terms_unless_tracking():
 def test_layer_table_flops_of_a_padded_conv_by_hand():
     """3x3 kernel, padding 1 on a 4x4 map: 'flops' counts padded taps like PyTorch (9 per
     position), 'flops_nonzero' skips them (4 corners x 4 + 8 edges x 6 + 4 inner x 9 = 100)."""
-    from nest_core.models import Architecture, SeedNet
+    from nest_core.models.seeds import Architecture, SeedNet
 
     net = SeedNet(Architecture((1, 4, 4), (1,), (2,), conv_kernels=(3,), conv_strides=(1,),
                                conv_paddings=(1,), conv_pools=(2,)))

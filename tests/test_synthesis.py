@@ -64,7 +64,7 @@ def test_checkpoint_resume_gives_the_same_run(mnist_small):
 
 def test_nan_loss_raises(mnist_small):
     from nest_core.data import ImageData, Split
-    from nest_core.train import NonFiniteLossError
+    from nest_core.training.trainer import NonFiniteLossError
 
     x = mnist_small.train.x.clone()
     x[::7] = float("nan")  # corrupt inputs: every few samples

@@ -1,4 +1,4 @@
-"""The weight average growth checks read (nest_core.weight_average): exact values by hand,
+"""The weight average growth checks read (nest_core.training.weight_average): exact values by hand,
 masks kept, the better weights adopted, and a resumed synthesis identical."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from nest_core.config import Budget, SynthesisConfig
-from nest_core.layers import MaskedLinear
-from nest_core.weight_average import WeightAverage
+from nest_core.nn.layers import MaskedLinear
+from nest_core.training.weight_average import WeightAverage
 
 from .conftest import run_and_resume
 

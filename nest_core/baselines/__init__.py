@@ -1,7 +1,7 @@
 """Pruning-only baselines that NeST (Dai, Yin & Jha 2017, Section 4) is compared with.
 
-Each is a ``Synthesis`` subclass registered by name in ``nest_core.methods``, so it shares the
-loop, data, training, masks, measures, history, checkpoints and result row with NeST:
+Each is a ``Synthesis`` subclass registered by name in ``nest_core.synthesis.methods``, so
+it shares the loop, data, training, masks, measures, history, checkpoints and result row with NeST:
 
 - ``magnitude``: Han et al. 2015, iterative magnitude pruning with retraining;
 - ``trimming``: Hu et al. 2016, Network Trimming by the neurons' APoZ;

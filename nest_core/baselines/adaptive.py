@@ -39,12 +39,12 @@ from nest_core.baselines.distill import distillation_loss, train_with_loss
 from nest_core.baselines.thresholds import harden, learn_thresholds
 from nest_core.config import SynthesisConfig
 from nest_core.data import ImageData
-from nest_core.export import rebuild
-from nest_core.growth_stage import display_names
-from nest_core.layers import masked_layers
-from nest_core.models import AnyArchitecture, Net, build_net
-from nest_core.prune import prune_dead_units
-from nest_core.train import error_rate, train_samples
+from nest_core.models.seeds import AnyArchitecture, Net, build_net
+from nest_core.nn.layers import masked_layers
+from nest_core.prune.dead_units import prune_dead_units
+from nest_core.synthesis.compact import rebuild
+from nest_core.synthesis.growth_stage import display_names
+from nest_core.training.trainer import error_rate, train_samples
 
 SEARCH_CANDIDATES = 3
 KEEP_RANGE = (0.3, 0.7)  # share of each hidden layer's units a candidate keeps

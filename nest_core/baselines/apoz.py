@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from nest_core.models import Net
-from nest_core.prune import cut_units
+from nest_core.models.seeds import Net
+from nest_core.prune.cut import cut_units
 
 __all__ = ["alive_units", "apoz", "cut_units", "highest", "layer_apoz"]
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from nest_core.config import SynthesisConfig
 from nest_core.data import ImageData
-from nest_core.models import build_seed, seed_architecture
-from nest_core.synthesize import Synthesis
+from nest_core.models.seeds import build_seed, seed_architecture
+from nest_core.synthesis.loop import Synthesis
 
 
 class DenseStart(Synthesis):

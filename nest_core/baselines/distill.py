@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nest_core.data import AffineDistortion, ImageData
-from nest_core.train import Objective, Trainer
+from nest_core.training.trainer import Objective, Trainer
 
 TEMPERATURE = 4.0
 WEIGHT = 0.5

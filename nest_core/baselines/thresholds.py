@@ -30,9 +30,9 @@ from torch.func import functional_call
 
 from nest_core.baselines.distill import train_with_loss
 from nest_core.data import AffineDistortion, ImageData
-from nest_core.layers import masked_layers
-from nest_core.masks import prune_mask
-from nest_core.models import Net
+from nest_core.models.seeds import Net
+from nest_core.nn.layers import masked_layers
+from nest_core.nn.masks import prune_mask
 
 SOFTNESS = 0.1  # sigmoid temperature, in units of the layer's active-weight std
 

@@ -22,8 +22,8 @@ import torch
 
 from nest_core.baselines.apoz import alive_units, cut_units, highest, layer_apoz
 from nest_core.baselines.dense import DenseStart
-from nest_core.models import Net
-from nest_core.prune import prune_dead_units
+from nest_core.models.seeds import Net
+from nest_core.prune.dead_units import prune_dead_units
 
 
 @torch.no_grad()

@@ -16,8 +16,8 @@ import torch
 from nest_core.deploy.formats import FORMATS, SUFFIXES, check_layouts, compare, load, write
 from nest_core.deploy.pack import choose_layouts, pack, weight_layers
 from nest_core.deploy.plain import input_shape, to_plain
-from nest_core.export import load_compact
-from nest_core.models import Net
+from nest_core.models.seeds import Net
+from nest_core.synthesis.compact import load_compact
 
 SPARSE = ("auto", "dense", "csr")
 TOLERANCE = 1e-4  # largest |logit difference| an export may show against the masked model

@@ -16,7 +16,7 @@ import torch
 from nest_core.data import DataNotFoundError, load_dataset
 from nest_core.deploy.api import SPARSE, TOLERANCE, check_export, export_run, run_config
 from nest_core.deploy.formats import FORMATS
-from nest_core.export import load_compact
+from nest_core.synthesis.compact import load_compact
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

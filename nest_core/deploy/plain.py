@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nest_core.batchnorm import effective_bias, effective_weight
-from nest_core.export import compact
-from nest_core.models import Net, SeedNet, build_net
-from nest_core.models import dense_reference as reference_architecture
+from nest_core.models.seeds import Net, SeedNet, build_net
+from nest_core.models.seeds import dense_reference as reference_architecture
+from nest_core.nn.batchnorm import effective_bias, effective_weight
+from nest_core.synthesis.compact import compact
 
 
 class AreaConv2d(nn.Module):

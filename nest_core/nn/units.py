@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nest_core.layers import MaskedConv2d, _Masked
+from nest_core.nn.layers import MaskedConv2d, _Masked
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ import math
 from typing import Any, Protocol
 
 from nest_core.measures import count_biases, dense_reference_cost, layer_table, totals
-from nest_core.models import dense_reference
-from nest_core.train import error_rate
+from nest_core.models.seeds import dense_reference
+from nest_core.training.trainer import error_rate
 
 
 class SynthesisState(Protocol):

@@ -9,13 +9,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from nest_core.grow_connections import dense_gradients, grow_connections
-from nest_core.grow_maps import grow_feature_maps
-from nest_core.grow_neurons import grow_neurons
-from nest_core.layers import masked_layers
-from nest_core.train import grad_batches
+from nest_core.grow.connections import dense_gradients, grow_connections
+from nest_core.grow.maps import grow_feature_maps
+from nest_core.grow.neurons import grow_neurons
+from nest_core.nn.layers import masked_layers
+from nest_core.training.trainer import grad_batches
 
-Synthesis = Any  # a nest_core.synthesize.Synthesis (not imported: it imports this module)
+Synthesis = Any  # a nest_core.synthesis.loop.Synthesis (not imported: it imports this module)
 
 
 def display_names(net) -> dict[str, str]:

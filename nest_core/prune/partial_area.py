@@ -18,10 +18,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from nest_core.area_conv import PAIR_CHUNK
-from nest_core.layers import MaskedConv2d
-from nest_core.masks import prune_mask
-from nest_core.models import Net
+from nest_core.models.seeds import Net
+from nest_core.nn.area_conv import PAIR_CHUNK
+from nest_core.nn.layers import MaskedConv2d
+from nest_core.nn.masks import prune_mask
 
 
 @torch.no_grad()

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from nest_core.data import AffineDistortion, FolderData, ImageData, Split
-from nest_core.layers import attach_mask_enforcer
-from nest_core.optim_state import (
+from nest_core.nn.layers import attach_mask_enforcer
+from nest_core.training.optim_state import (
     load_state_by_name,
     masks,
     param_names,

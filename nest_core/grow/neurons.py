@@ -21,8 +21,8 @@ from collections.abc import Iterable
 import torch
 import torch.nn.functional as F
 
-from nest_core.models import SeedNet
-from nest_core.surgery import append_batchnorm, append_inputs, append_outputs
+from nest_core.models.seeds import SeedNet
+from nest_core.nn.surgery import append_batchnorm, append_inputs, append_outputs
 
 
 def bridging_gradient(

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nest_core.layers import masked_layers
-from nest_core.masks import grow_mask
+from nest_core.nn.layers import masked_layers
+from nest_core.nn.masks import grow_mask
 
 
 def dense_gradients(

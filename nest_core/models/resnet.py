@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nest_core.layers import MaskedConv2d, MaskedLinear
-from nest_core.units import UnitGroup
+from nest_core.nn.layers import MaskedConv2d, MaskedLinear
+from nest_core.nn.units import UnitGroup
 
 RESNET50_BLOCKS = (3, 4, 6, 3)
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 
 from nest_core.atomic import Writer, atomic_write
-from nest_core.layers import MaskedConv2d, masked_layers
-from nest_core.models import Net, architecture_from_dict, build_net
-from nest_core.surgery import keep_batchnorm, keep_units
+from nest_core.models.seeds import Net, architecture_from_dict, build_net
+from nest_core.nn.layers import MaskedConv2d, masked_layers
+from nest_core.nn.surgery import keep_batchnorm, keep_units
 
 
 def _kept_units(net: Net) -> list[torch.Tensor]:

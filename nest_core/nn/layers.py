@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nest_core.area_conv import masked_entries, partial_area_conv
-from nest_core.masks import check_mask
+from nest_core.nn.area_conv import masked_entries, partial_area_conv
+from nest_core.nn.masks import check_mask
 
 
 class _Masked(nn.Module):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nest_core.layers import _Masked
+from nest_core.nn.layers import _Masked
 
 
 def _replace(layer: _Masked, weight: torch.Tensor, mask: torch.Tensor, bias) -> None:

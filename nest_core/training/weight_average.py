@@ -26,7 +26,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from nest_core.layers import enforce_masks
+from nest_core.nn.layers import enforce_masks
 
 
 class WeightAverage:

@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nest_core.layers import MaskedConv2d, MaskedLinear, masked_layers
-from nest_core.masks import random_mask
-from nest_core.resnet import ResNetArchitecture, ResNetSeed, resnet50
-from nest_core.units import UnitGroup
+from nest_core.models.resnet import ResNetArchitecture, ResNetSeed, resnet50
+from nest_core.nn.layers import MaskedConv2d, MaskedLinear, masked_layers
+from nest_core.nn.masks import random_mask
+from nest_core.nn.units import UnitGroup
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,12 @@ import importlib
 
 from nest_core.config import METHODS, SynthesisConfig
 from nest_core.data import ImageData
-from nest_core.models import Net
-from nest_core.synthesize import StepCallback, Synthesis
+from nest_core.models.seeds import Net
+from nest_core.synthesis.loop import StepCallback, Synthesis
 
 # method name -> "module:ClassName" (a Synthesis subclass)
 _REGISTRY = {
-    "nest": "nest_core.synthesize:Synthesis",
+    "nest": "nest_core.synthesis.loop:Synthesis",
     "magnitude": "nest_core.baselines.magnitude:MagnitudePruning",
     "trimming": "nest_core.baselines.trimming:NetworkTrimming",
     "adaptive": "nest_core.baselines.adaptive:AdaptivePruning",

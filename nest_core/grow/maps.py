@@ -25,10 +25,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from nest_core.layers import MaskedConv2d, _Masked
-from nest_core.models import Net
-from nest_core.surgery import append_batchnorm, append_inputs, append_outputs
-from nest_core.units import UnitGroup
+from nest_core.models.seeds import Net
+from nest_core.nn.layers import MaskedConv2d, _Masked
+from nest_core.nn.surgery import append_batchnorm, append_inputs, append_outputs
+from nest_core.nn.units import UnitGroup
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from nest_core.export import areas, rebuild
-from nest_core.history import Event
+from nest_core.synthesis.compact import areas, rebuild
+from nest_core.synthesis.history import Event
 
-Synthesis = Any  # a nest_core.synthesize.Synthesis (not imported: it imports this module)
+Synthesis = Any  # a nest_core.synthesis.loop.Synthesis (not imported: it imports this module)
 
 
 def state_of(synth: Synthesis) -> dict:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nest_core.layers import masked_layers
+from nest_core.nn.layers import masked_layers
 
 
 def _fit(old: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -15,17 +15,18 @@ from collections.abc import Callable
 
 import torch
 
-from nest_core import checkpoint, growth_stage, pruning_stage
 from nest_core.config import SynthesisConfig
 from nest_core.data import AffineDistortion, ImageData
-from nest_core.history import Event
 from nest_core.measures import count_params
-from nest_core.models import Net, build_seed, seed_architecture
-from nest_core.prune import magnitude_prune, prune_dead_units
-from nest_core.pruning_stage import cosine
-from nest_core.result import build_result
-from nest_core.train import Trainer, error_rate
-from nest_core.weight_average import WeightAverage
+from nest_core.models.seeds import Net, build_seed, seed_architecture
+from nest_core.prune.dead_units import prune_dead_units
+from nest_core.prune.magnitude import magnitude_prune
+from nest_core.synthesis import checkpoint, growth_stage, pruning_stage
+from nest_core.synthesis.history import Event
+from nest_core.synthesis.pruning_stage import cosine
+from nest_core.synthesis.result import build_result
+from nest_core.training.trainer import Trainer, error_rate
+from nest_core.training.weight_average import WeightAverage
 
 StepCallback = Callable[[dict, "Synthesis"], None]
 STAGES = ("warmup", "growth", "pruning", "final", "partial_area", "done")

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 from nest_core.measures import count_params
-from nest_core.partial_area import partial_area_step
-from nest_core.train import grad_batches
+from nest_core.prune.partial_area import partial_area_step
+from nest_core.training.trainer import grad_batches
 
-Synthesis = Any  # a nest_core.synthesize.Synthesis (not imported: it imports this module)
+Synthesis = Any  # a nest_core.synthesis.loop.Synthesis (not imported: it imports this module)
 MAX_CANDIDATES = 4  # accepted networks above the reference kept for the final search
 
 
