@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from explorer.paper import paper_rows
+from explorer.report.paper import paper_rows
 from nest_core.__main__ import main as synthesize_main
 
 BARS = {  # the first bars of the issues: (max test error, max params, max FLOPs or None)

@@ -31,7 +31,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from explorer import sweep, trainable
+from explorer import sweep
+from explorer import tune as trainable
 from explorer.storage import merge_trials
 from nest_core import SynthesisConfig, load_dataset
 from nest_core.synthesis.methods import make_synthesis

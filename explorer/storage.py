@@ -96,7 +96,7 @@ def outcome_columns(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def trial_row(record: dict[str, Any]) -> dict[str, Any]:
-    """One trials.parquet row from a trial record (see ``explorer.trainable``)."""
+    """One trials.parquet row from a trial record (see ``explorer.tune``)."""
     row = dict.fromkeys(TRIAL_COLUMNS)
     row.update(config_columns(record["config"], record["target_error"]))
     row.update(outcome_columns(record.get("result") or {}))

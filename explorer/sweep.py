@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(exp: Experiment, args: argparse.Namespace, argv: list[str], restorable: bool) -> int:
-    from explorer.trainable import run_tune  # imports Ray: only after validation
+    from explorer.tune import run_tune  # imports Ray: only after validation
 
     write_manifest(exp, args, argv)
     todo = len(exp.points) if exp.search == "optuna" else len(unfinished(exp))
@@ -234,7 +234,7 @@ def _run(exp: Experiment, args: argparse.Namespace, argv: list[str], restorable:
     expected = len(exp.points) if exp.search == "grid" else None
     _print_summary(exp, trials, history, time.perf_counter() - start, expected)
     try:
-        from explorer.report import write_report
+        from explorer.report.build import write_report
 
         write_report(exp.out_dir)
         print(f"Report: {exp.out_dir / 'report.md'}")

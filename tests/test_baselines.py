@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from explorer.methods_report import fig_error_vs_params, methods_table
+from explorer.report.methods import fig_error_vs_params, methods_table
 from nest_core import Synthesis, SynthesisConfig, make_synthesis
 from nest_core.baselines.apoz import apoz, cut_units, highest, layer_apoz
 from nest_core.baselines.distill import distillation_loss

@@ -16,7 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from explorer import report, sweep, trainable
+from explorer import sweep
+from explorer import tune as trainable
+from explorer.report import build as report
 from explorer.schema import COMPLETED, FAILED
 from explorer.storage import merge_trials
 from tests.fault_tools import alive, fault_env, read_only, tree

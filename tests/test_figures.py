@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from explorer import figures
-from explorer.space_report import fig_space, seed_text, space_front, varying_params
+from explorer.report import figures
+from explorer.report.space import fig_space, seed_text, space_front, varying_params
 
 
 def trials(n: int, seed: int = 0, missed: float = 0.2) -> pd.DataFrame:

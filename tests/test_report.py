@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from explorer.analysis import load_results
-from explorer.findings import findings
-from explorer.report import FIG6, FIG7, FIG8, REPORT, main, write_report
+from explorer.report.build import FIG6, FIG7, FIG8, REPORT, main, write_report
+from explorer.report.findings import findings
 
 RATIOS = (0.1, 0.2, 0.5, 1.0)
 DENSE = 266_200
@@ -155,7 +155,7 @@ def test_missing_directory_or_no_trials_exit_2(tmp_path: Path, capsys):
 
 
 def test_methods_study_gets_a_methods_section(tmp_path: Path):
-    from explorer.report import write_report
+    from explorer.report.build import write_report
 
     rows = [dict(model="lenet300", method=m, ratio=r, seed=0, status="completed", error="",
                  target_reached=True, test_error=0.015 + (m == "magnitude") * 0.001,
@@ -174,7 +174,7 @@ def test_methods_study_gets_a_methods_section(tmp_path: Path):
 
 def test_space_study_report(tmp_path: Path):
     """A study over (r, d, α, β) gets the per-parameter panels and the front's four values."""
-    from explorer.report import FIG_SPACE
+    from explorer.report.build import FIG_SPACE
 
     rng = np.random.default_rng(1)
     t = synthetic_trials()

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from explorer import trainable
+from explorer import tune as trainable
 from explorer.studies import load_study
 
 

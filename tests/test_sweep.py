@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from explorer import sweep, trainable
+from explorer import sweep
+from explorer import tune as trainable
 from explorer.schema import COMPLETED, HISTORY_COLUMNS, MANIFEST_KEYS, TRIAL_COLUMNS
 from nest_core import load_compact
 from nest_core.data import datasets

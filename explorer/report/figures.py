@@ -27,9 +27,9 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import EngFormatter  # noqa: E402
 
 from explorer.analysis import ratio_groups, reached_target  # noqa: E402
-from explorer.findings import pruning_compression  # noqa: E402
-from explorer.outputs import write_atomic  # noqa: E402
 from explorer.pareto import nondominated_mask, usable_trials  # noqa: E402
+from explorer.report.findings import pruning_compression  # noqa: E402
+from explorer.report.outputs import write_atomic  # noqa: E402
 
 DPI = 100
 CMAP = "viridis"

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from explorer import figures
 from explorer.analysis import (
     Recommendation,
     Results,
@@ -28,17 +27,18 @@ from explorer.analysis import (
     recommend_seed,
     summary_table,
 )
-from explorer.fig_connections import fig8_trials, fig_connections
-from explorer.findings import findings
-from explorer.markdown import md_table
-from explorer.markdown import num as _num
-from explorer.methods_report import fig_error_vs_params, methods_section
-from explorer.outputs import WriteError, check_writable, write_atomic
-from explorer.paper import RESULTS as PAPER_RESULTS
-from explorer.paper import paper_rows
 from explorer.pareto import usable_trials
+from explorer.report import figures
+from explorer.report.fig_connections import fig8_trials, fig_connections
+from explorer.report.findings import findings
+from explorer.report.markdown import md_table
+from explorer.report.markdown import num as _num
+from explorer.report.methods import fig_error_vs_params, methods_section
+from explorer.report.outputs import WriteError, check_writable, write_atomic
+from explorer.report.paper import RESULTS as PAPER_RESULTS
+from explorer.report.paper import paper_rows
+from explorer.report.space import fig_space, section_space, seed_text, varying_params
 from explorer.schema import COMPLETED, FAILED, TRIAL_COLUMNS
-from explorer.space_report import fig_space, section_space, seed_text, varying_params
 
 FIG6 = "fig6_growth_time_vs_size.png"
 FIG7 = "fig7_compression.png"
@@ -276,6 +276,3 @@ def main(argv: list[str] | None = None) -> int:
         print(path)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

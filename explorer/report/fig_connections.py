@@ -17,8 +17,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from explorer.analysis import Recommendation  # noqa: E402
-from explorer.figures import eng_ticks, no_data, numeric, save_png  # noqa: E402
 from explorer.pareto import usable_trials  # noqa: E402
+from explorer.report.figures import eng_ticks, no_data, numeric, save_png  # noqa: E402
 
 
 def fig8_trials(trials: pd.DataFrame, history: pd.DataFrame, rec: Recommendation) -> list:

@@ -19,11 +19,11 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from explorer import figures
 from explorer.analysis import ratio_groups
-from explorer.markdown import md_table
-from explorer.markdown import num as _num
 from explorer.pareto import pareto_front
+from explorer.report import figures
+from explorer.report.markdown import md_table
+from explorer.report.markdown import num as _num
 
 SPACE_PARAMS = ("ratio", "density", "alpha", "beta")
 SYMBOLS = {"ratio": "r", "density": "d", "alpha": "α", "beta": "β"}

@@ -22,8 +22,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from explorer.figures import save_png  # noqa: E402
 from explorer.pareto import usable_trials  # noqa: E402
+from explorer.report.figures import save_png  # noqa: E402
 
 DPI = 100
 METHOD_ORDER = ("nest", "magnitude", "trimming", "adaptive")  # others follow, sorted
