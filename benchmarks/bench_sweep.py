@@ -31,8 +31,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from explorer import sweep
 from explorer import tune as trainable
+from explorer.experiment import SweepOptions, prepare
 from explorer.storage import merge_trials
 from nest_core import SynthesisConfig, load_dataset
 from nest_core.synthesis.methods import make_synthesis
@@ -73,10 +73,10 @@ def plain_processes(points: list[dict], data_dir: Path, procs: int) -> float:
     return time.perf_counter() - start
 
 
-def ray_fixed_cost(args: argparse.Namespace) -> float:
+def ray_fixed_cost() -> float:
     """Seconds to start the embedded node, run two no-op trials and shut down."""
     start = time.perf_counter()
-    trainable.start_ray(args)
+    trainable.start_ray()
     import ray
     from ray import tune
 
@@ -97,9 +97,8 @@ def main() -> int:
     opts = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         study = write_study(Path(tmp), opts.trials, opts.train_limit)
-        args = sweep.parse_args(["--study", str(study), "--out", str(Path(tmp) / "out"),
-                                 *(["--data-dir", opts.data_dir] if opts.data_dir else [])])
-        exp = sweep.prepare(args)
+        exp = prepare(SweepOptions(study_path=str(study), out=str(Path(tmp) / "out"),
+                                   data_dir=opts.data_dir))
         cores = os.cpu_count()
         print(f"{opts.trials} syntheses: lenet300 r=0.5 smoke budget, train_limit "
               f"{opts.train_limit}, seeds 0-{opts.trials - 1}; {cores} cores", flush=True)
@@ -108,11 +107,11 @@ def main() -> int:
         plain_s = plain_processes(exp.points, exp.data_dir, cores)
         print(f"{cores} plain processes (no Ray):          {plain_s:7.1f} s, speed-up "
               f"{seq_s / plain_s:.2f}x: what the machine allows now", flush=True)
-        fixed_s = ray_fixed_cost(args)
+        fixed_s = ray_fixed_cost()
         print(f"Ray fixed start-up cost (start, 2 no-op trials, stop): {fixed_s:5.1f} s",
               flush=True)
         start = time.perf_counter()
-        trainable.run_tune(exp, args, restore=False)
+        trainable.run_tune(exp, restore=False)
         sweep_s = time.perf_counter() - start
         trials, _ = merge_trials(exp.trials_dir, exp.out_dir)
     same = dict(zip(trials["seed"], trials["final_params"])) == seq_params

@@ -16,7 +16,7 @@ only; the trial folders then stay under ``--out``, which must always be a path.
 The embedded node is watched by ``explorer.reaper``: its processes end with the driver,
 however the driver dies.
 
->>> start_ray(sweep.parse_args(["lenet5", "--address", "auto"]))  # doctest: +SKIP
+>>> start_ray(address="auto")  # doctest: +SKIP
 >>> check_nodes(Path("/shared/nest/lenet5/x"), Path("/data"))  # doctest: +SKIP
 """
 
@@ -27,12 +27,9 @@ import os
 import socket
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from explorer import reaper
-
-if TYPE_CHECKING:
-    import argparse
 
 QUIET_RAY = {  # a readable console: one live status table, deduplicated worker logs
     "RAY_DEDUP_LOGS": "1", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AIR_NEW_OUTPUT": "0",
@@ -51,19 +48,19 @@ def is_uri(path: str) -> bool:
     return "://" in path
 
 
-def check_placement(args: argparse.Namespace) -> None:
+def check_placement(out: str, address: str | None, dashboard: bool) -> None:
     """Raise ClusterError for ``--out`` / ``--address`` / ``--dashboard`` that cannot work."""
-    if is_uri(args.out):
-        raise ClusterError(f"--out={args.out} is a URI: trials and the merge write files with "
+    if is_uri(out):
+        raise ClusterError(f"--out={out} is a URI: trials and the merge write files with "
                            "plain file I/O, so --out must be a path (a shared mount on a "
                            "cluster); put Ray's state on a URI with --storage")
-    if not args.address:
+    if not address:
         return
-    if args.dashboard:
+    if dashboard:
         raise ClusterError("--dashboard starts the embedded node's dashboard: a cluster's "
                            "dashboard is set by `ray start` (see docs/cluster.md)")
-    if args.address.startswith("ray://") and importlib.util.find_spec("grpc") is None:
-        raise ClusterError(f"--address {args.address}: Ray Client needs grpcio: pip install "
+    if address.startswith("ray://") and importlib.util.find_spec("grpc") is None:
+        raise ClusterError(f"--address {address}: Ray Client needs grpcio: pip install "
                            "'ray[client]' (or run the sweep on a node with HOST:PORT)")
 
 
@@ -89,26 +86,27 @@ def has_ray_state(ray_dir: str) -> bool:
                            ) from None
 
 
-def start_ray(args: argparse.Namespace) -> None:
-    """Join ``--address``, or start an embedded node with every service on loopback."""
+def start_ray(address: str | None = None, dashboard: bool = False) -> None:
+    """Join ``address`` (``--address``), or start an embedded node with every service on
+    loopback (its dashboard, when asked for, on 127.0.0.1 only)."""
     for key, value in QUIET_RAY.items():
         os.environ.setdefault(key, value)
-    if not args.address:  # Ray's switch for a loopback-only node, read when ray is imported
+    if not address:  # Ray's switch for a loopback-only node, read when ray is imported
         os.environ[LOOPBACK_ONLY] = "0"
     import ray
 
-    if not args.address:  # no dashboard unless asked for, and then on 127.0.0.1 only
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=args.dashboard,
+    if not address:  # no dashboard unless asked for, and then on 127.0.0.1 only
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=dashboard,
                  dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1",
                  logging_level="warning")
         reaper.start()  # ends this node's processes if the driver dies (even by SIGKILL)
         return
     try:  # the quiet settings also reach the cluster's workers (and Ray Client's tuner)
-        ray.init(address=args.address, logging_level="warning",
+        ray.init(address=address, logging_level="warning",
                  runtime_env={"env_vars": QUIET_RAY})
     except ConnectionError as e:
         raise ClusterError(
-            f"--address {args.address}: {e}. Is the cluster up (`ray status` on its head)? "
+            f"--address {address}: {e}. Is the cluster up (`ray status` on its head)? "
             "If it uses token authentication (`ray start` turns it on when ~/.ray/auth_token "
             "exists), set RAY_AUTH_MODE=token here and give this machine the same token: "
             "see docs/cluster.md") from None

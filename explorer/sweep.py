@@ -13,20 +13,16 @@ Where files go: see ``explorer.cluster.storage_layout`` and docs/cluster.md.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
 import shlex
 import sys
 import time
 from dataclasses import asdict
-from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from explorer.cluster import ClusterError, check_placement, has_ray_state, storage_layout
-from explorer.experiment import Experiment, UsageError
+from explorer.cluster import ClusterError, has_ray_state
+from explorer.experiment import SEARCHES, Experiment, SweepOptions, UsageError, prepare
 from explorer.lock import ExperimentLock, LockHeld
 from explorer.progress import pareto_lines
 from explorer.schema import FAILED
@@ -34,7 +30,6 @@ from explorer.storage import (
     MANIFEST,
     build_manifest,
     data_hashes,
-    finished_record,
     merge_trials,
     now,
     read_json,
@@ -42,24 +37,20 @@ from explorer.storage import (
 )
 from explorer.studies import (
     BUDGET_NAMES,
-    BudgetPlan,
-    Study,
-    StudyError,
-    load_study,
 )
 from nest_core.atomic import WriteError, check_writable
-from nest_core.config import SynthesisConfig
-from nest_core.data import VAL_FRACTION, DataNotFoundError, load_dataset, resolve_root
+from nest_core.data import VAL_FRACTION
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None) -> SweepOptions:
+    """The flags as one validated ``SweepOptions`` (raises UsageError)."""
     p = argparse.ArgumentParser(prog="python -m explorer.sweep",
                                 description="Run a study (studies/<name>.yaml) on Ray Tune.")
     p.add_argument("study", nargs="?", help="study name: studies/<name>.yaml")
     p.add_argument("--study", dest="study_path", metavar="PATH",
                    help="path of a study file instead of a name")
     p.add_argument("--budget", choices=BUDGET_NAMES, help="budget preset (default: study's)")
-    p.add_argument("--search", choices=("grid", "optuna"),
+    p.add_argument("--search", choices=SEARCHES,
                    help="grid: every grid point; optuna: multi-objective TPE "
                    "(default: the study's default_search, else grid)")
     p.add_argument("--num-samples", type=int,
@@ -83,73 +74,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="first seed; repeats use seed+i")
     p.add_argument("--max-failures", type=int, default=2, help="Ray retries per trial")
     p.add_argument("--dashboard", action="store_true", help="Ray dashboard on 127.0.0.1")
-    return p.parse_args(argv)
+    return SweepOptions(**vars(p.parse_args(argv)))
 
 
-def _check_numbers(args: argparse.Namespace) -> None:
-    for name, low in (("num_samples", 1), ("max_concurrent", 1), ("train_limit", 1),
-                      ("max_failures", 0), ("gpus_per_trial", 0)):
-        value = getattr(args, name)
-        if value is not None and value < low:
-            raise UsageError(f"--{name.replace('_', '-')}={value} must be >= {low}")
-    if not args.cpus_per_trial > 0:
-        raise UsageError(f"--cpus-per-trial={args.cpus_per_trial} must be > 0")
-    if args.num_samples is not None and args.search == "grid":
-        raise UsageError("--num-samples only applies to --search optuna")
-    if (args.study is None) == (args.study_path is None):
-        raise UsageError("give a study name (e.g. lenet5) or --study PATH, not both")
-    try:
-        check_placement(args)
-    except ClusterError as e:
-        raise UsageError(str(e)) from None
-
-
-def experiment_id(study: Study, plan: BudgetPlan, args: argparse.Namespace,
-                  points: list[dict]) -> str:
-    """study-budget-search-hash: the same command finds the same folder."""
-    key = {"study": study.content_hash, "seed": args.seed, "train_limit": args.train_limit,
-           "num_samples": args.num_samples or len(points), "search": args.search}
-    if args.val_fraction != VAL_FRACTION:  # the default keeps the ids of earlier runs
-        key["val_fraction"] = args.val_fraction
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
-    return f"{study.name}-{plan.name}-{args.search}-{digest}"
-
-
-def prepare(args: argparse.Namespace) -> Experiment:
-    """Validate everything (study, grid, data) without starting Ray; raises UsageError."""
-    _check_numbers(args)
-    try:
-        study = load_study(args.study_path or args.study)
-        plan = study.plan(args.budget)
-        points = study.grid(plan, args.seed, args.train_limit)
-        args.search = args.search or study.default_search
-        if args.num_samples is not None and args.search != "optuna":
-            raise UsageError("--num-samples only applies to --search optuna")
-        if args.search == "optuna" and args.num_samples is None:
-            args.num_samples = plan.num_samples  # the study's, else the grid size
-    except StudyError as e:
-        raise UsageError(str(e)) from None
-    data_dir = resolve_root(args.data_dir).resolve()
-    limit = points[0]["budget_spec"]["train_limit"]
-    try:
-        load_dataset(points[0].get("dataset", "mnist"), root=data_dir, device="cpu",
-                     train_limit=limit, val_fraction=args.val_fraction)  # downloads MNIST
-    except (DataNotFoundError, ValueError) as e:
-        raise UsageError(str(e)) from None
-    exp_id = experiment_id(study, plan, args, points)
-    out_dir = Path(args.out).resolve() / study.name / exp_id
-    root, ray_storage = storage_layout(out_dir, args.storage, Path(study.name) / exp_id)
-    return Experiment(study, plan, args.search, points, exp_id, out_dir, root, data_dir,
-                      ray_storage, args.val_fraction)
-
-
-def unfinished(exp: Experiment) -> list[dict[str, Any]]:
-    """Grid points without a finished trial folder."""
-    return [p for p in exp.points
-            if finished_record(exp.trials_dir / SynthesisConfig.create(**p).config_id) is None]
-
-
-def write_manifest(exp: Experiment, args: argparse.Namespace, argv: list[str]) -> None:
+def write_manifest(exp: Experiment, argv: list[str]) -> None:
     path = exp.out_dir / MANIFEST
     command = shlex.join(["python", "-m", "explorer.sweep", *argv])
     old = read_json(path)
@@ -157,8 +85,9 @@ def write_manifest(exp: Experiment, args: argparse.Namespace, argv: list[str]) -
         old.setdefault("resumed", []).append({"at": now(), "command": command})
         write_json(path, old)
         return
-    device = (f"Ray cluster at {args.address}: each trial row names its node" if args.address
-              else args.gpus_per_trial > 0 and _cuda_name() or f"cpu ({os.cpu_count()} cores)")
+    opts = exp.options
+    device = (f"Ray cluster at {opts.address}: each trial row names its node" if opts.address
+              else opts.gpus_per_trial > 0 and _cuda_name() or f"cpu ({os.cpu_count()} cores)")
     write_json(path, build_manifest(
         study=exp.study.name, study_file=str(exp.study.path.resolve()), budget=exp.plan.name,
         search=exp.search, command=command, experiment_id=exp.experiment_id,
@@ -167,8 +96,7 @@ def write_manifest(exp: Experiment, args: argparse.Namespace, argv: list[str]) -
         data_dir=str(exp.data_dir), seeds=sorted({p["seed"] for p in exp.points}),
         objectives=exp.study.objectives, target_error=exp.points[0]["target_error"],
         budget_spec=exp.points[0]["budget_spec"], space=asdict(exp.plan.space),
-        trials=len(exp.points) if exp.search == "grid" else args.num_samples or len(exp.points),
-        ray_address=args.address or "local", storage=exp.ray_storage,
+        trials=exp.total_trials, ray_address=opts.address or "local", storage=exp.ray_storage,
         trials_dir=str(exp.trials_dir)))
 
 
@@ -180,19 +108,19 @@ def _cuda_name() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
     try:
-        exp = prepare(args)
+        options = parse_args(argv)
+        exp = prepare(options)
         restorable = has_ray_state(exp.ray_dir)
-        if args.resume and not restorable and not exp.trials_dir.is_dir():
+        if options.resume and not restorable and not exp.trials_dir.is_dir():
             raise UsageError(f"--resume: no experiment to resume at {exp.root}")
         for folder in dict.fromkeys((exp.out_dir, exp.root)):  # before anything is written
             check_writable(folder)
-        shared = exp.root if args.address or exp.root != exp.out_dir else None
+        shared = exp.root if options.address or exp.root != exp.out_dir else None
         lock = ExperimentLock(exp.out_dir, lease_dir=shared,
                               what=f"experiment {exp.experiment_id}").acquire()
     except WriteError as e:  # e.g. an unwritable --out, a read-only folder to --resume
-        print(f"error: {e}" + (" (--resume writes to the results folder)" if args.resume
+        print(f"error: {e}" + (" (--resume writes to the results folder)" if options.resume
                                else ""), file=sys.stderr)
         return 2
     except (UsageError, ClusterError, LockHeld) as e:
@@ -201,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     for warning in lock.warnings:
         print(warning, file=sys.stderr, flush=True)
     try:
-        return _run(exp, args, argv, restorable)
+        return _run(exp, argv, restorable)
     except WriteError as e:  # a full disk: every file is whole, the old one or the new one
         print(f"error: {e}; free space and rerun the same command to finish", file=sys.stderr)
         return 2
@@ -209,11 +137,11 @@ def main(argv: list[str] | None = None) -> int:
         lock.release()
 
 
-def _run(exp: Experiment, args: argparse.Namespace, argv: list[str], restorable: bool) -> int:
+def _run(exp: Experiment, argv: list[str], restorable: bool) -> int:
     from explorer.tune import run_tune  # imports Ray: only after validation
 
-    write_manifest(exp, args, argv)
-    todo = len(exp.points) if exp.search == "optuna" else len(unfinished(exp))
+    write_manifest(exp, argv)
+    todo = len(exp.points) if exp.search == "optuna" else len(exp.unfinished())
     print(f"Study {exp.study.name}: {len(exp.points)} grid points ({todo} to run), budget "
           f"{exp.plan.name}, search {exp.search}; experiment {exp.experiment_id}"
           + (" (resuming)" if restorable and todo else ""), flush=True)
@@ -222,7 +150,7 @@ def _run(exp: Experiment, args: argparse.Namespace, argv: list[str], restorable:
     start = time.perf_counter()
     try:
         if todo:
-            run_tune(exp, args, restore=restorable)
+            run_tune(exp, restore=restorable)
         else:
             print("Every trial has finished already: nothing to run.")
     except KeyboardInterrupt:

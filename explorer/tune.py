@@ -10,8 +10,8 @@ and ``attempts.json`` every attempt's node and process. A finished trial's folde
 its compact model, ``model.pt`` (``nest_core.load_compact``). The driver prints one line
 per finished trial and an estimate of the time left (``TrialLines``).
 
->>> args = sweep.parse_args(["lenet5", "--budget", "smoke"])  # doctest: +SKIP
->>> run_tune(sweep.prepare(args), args, restore=False)  # trials write <exp>/trials/<id>/
+>>> exp = prepare(SweepOptions(study="lenet5", budget="smoke"))  # doctest: +SKIP
+>>> run_tune(exp, restore=False)  # trials write <exp>/trials/<id>/
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -46,9 +46,6 @@ from nest_core import ImageData, Synthesis, SynthesisConfig, load_dataset
 from nest_core.data import VAL_FRACTION
 from nest_core.synthesis.compact import compact_writer
 from nest_core.synthesis.methods import make_synthesis
-
-if TYPE_CHECKING:
-    import argparse
 
 PROGRESS_METRICS = {"stage": "stage", "step": "step", "params": "params",
                     "val_error": "val_error", "growth_seconds": "growth_s", "status": "outcome"}
@@ -196,16 +193,17 @@ def param_space(exp: Experiment) -> dict[str, Any]:
     return space
 
 
-def run_tune(exp: Experiment, args: argparse.Namespace, restore: bool) -> None:
+def run_tune(exp: Experiment, restore: bool) -> None:
     """Run the experiment's trials, or restore it and finish the unfinished ones.
 
     On a cluster (``--address``) every node must see ``exp.root``: else ClusterError."""
-    start_ray(args)
+    opts = exp.options
+    start_ray(opts.address, opts.dashboard)
     import ray
     from ray import tune
 
     try:
-        if args.address:  # every node must see the trial folders; warn about missing data
+        if opts.address:  # every node must see the trial folders; warn about missing data
             dataset = exp.points[0].get("dataset", "mnist")
             for warning in check_nodes(exp.root, exp.data_dir, dataset):
                 print(warning, flush=True)
@@ -213,48 +211,45 @@ def run_tune(exp: Experiment, args: argparse.Namespace, restore: bool) -> None:
             tune.with_parameters(
                 run_trial, trials_dir=str(exp.trials_dir), data_dir=str(exp.data_dir),
                 study=exp.study.name, experiment_id=exp.experiment_id,
-                objectives=exp.study.objectives, threads=max(1, int(args.cpus_per_trial)),
-                gpus=args.gpus_per_trial, val_fraction=exp.val_fraction),
-            {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
+                objectives=exp.study.objectives, threads=max(1, int(opts.cpus_per_trial)),
+                gpus=opts.gpus_per_trial, val_fraction=exp.val_fraction),
+            {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
         if not restore:
             tune.Tuner(trainable, param_space=param_space(exp),
-                       tune_config=_tune_config(exp, args), run_config=_run_config(exp, args)
+                       tune_config=_tune_config(exp), run_config=_run_config(exp)
                        ).fit()
             return
         if tune.Tuner.restore(exp.ray_dir, trainable, resume_errored=True).fit().errors:
             # If the driver died after Ray dropped the checkpoint its last snapshot names,
             # that trial cannot resume from it: restart it, and it loads its own state.pt
             tune.Tuner.restore(exp.ray_dir, trainable, restart_errored=True).fit()
-        if exp.search == "grid" and any(
-                finished_record(exp.trials_dir / SynthesisConfig.create(**p).config_id) is None
-                for p in exp.points):  # done for Ray, yet its files are missing or corrupt:
+        if exp.search == "grid" and exp.unfinished():  # done for Ray, yet files are missing:
             tune.Tuner(trainable, param_space=param_space(exp),  # the others report again
-                       tune_config=_tune_config(exp, args), run_config=_run_config(exp, args)
+                       tune_config=_tune_config(exp), run_config=_run_config(exp)
                        ).fit()
     finally:
         ray.shutdown()
 
 
-def _run_config(exp: Experiment, args: argparse.Namespace):
+def _run_config(exp: Experiment):
     from ray import tune
 
 
     return tune.RunConfig(
         name=RAY_NAME, storage_path=exp.ray_storage,
-        failure_config=tune.FailureConfig(max_failures=args.max_failures),
+        failure_config=tune.FailureConfig(max_failures=exp.options.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1), verbose=1,
-        callbacks=[_trial_lines(exp, args)],
+        callbacks=[_trial_lines(exp)],
         progress_reporter=tune.CLIReporter(
             parameter_columns=varying(exp.points) or ["ratio"],
             metric_columns=PROGRESS_METRICS, max_report_frequency=30))
 
 
-def _trial_lines(exp: Experiment, args: argparse.Namespace):
+def _trial_lines(exp: Experiment):
     """A Tune callback printing one line per finished trial and the time left."""
     from ray import tune
 
-    total = len(exp.points) if exp.search == "grid" else args.num_samples or len(exp.points)
-    lines = TrialLines(total, varying(exp.points))
+    lines = TrialLines(exp.total_trials, varying(exp.points))
 
     class _Lines(tune.Callback):
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
@@ -263,7 +258,7 @@ def _trial_lines(exp: Experiment, args: argparse.Namespace):
     return _Lines()
 
 
-def _tune_config(exp: Experiment, args: argparse.Namespace):
+def _tune_config(exp: Experiment):
     from ray import tune
 
     search_alg, samples = None, 1
@@ -271,8 +266,9 @@ def _tune_config(exp: Experiment, args: argparse.Namespace):
         from ray.tune.search.optuna import OptunaSearch
 
         search_alg = OptunaSearch(metric=[f"score_{k}" for k in exp.study.objectives],
-                                  mode=list(exp.study.objectives.values()), seed=args.seed)
-        samples = args.num_samples or len(exp.points)
+                                  mode=list(exp.study.objectives.values()),
+                                  seed=exp.options.seed)
+        samples = exp.total_trials
     return tune.TuneConfig(search_alg=search_alg, num_samples=samples, reuse_actors=True,
-                           max_concurrent_trials=args.max_concurrent,
+                           max_concurrent_trials=exp.options.max_concurrent,
                            trial_dirname_creator=lambda trial: trial.trial_id)

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -217,9 +216,9 @@ def test_ray_client_without_grpc_and_unreachable_cluster(monkeypatch, tmp_path):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "grpc" else real(name, *a))
-    args = SimpleNamespace(out=str(tmp_path), address="ray://10.0.0.1:10001", dashboard=False)
     with pytest.raises(cluster_mod.ClusterError, match=r"pip install 'ray\[client\]'"):
-        cluster_mod.check_placement(args)
+        cluster_mod.check_placement(out=str(tmp_path), address="ray://10.0.0.1:10001",
+                                    dashboard=False)
     import ray
 
     def refuse(**kwargs):
@@ -227,7 +226,7 @@ def test_ray_client_without_grpc_and_unreachable_cluster(monkeypatch, tmp_path):
 
     monkeypatch.setattr(ray, "init", refuse)
     with pytest.raises(cluster_mod.ClusterError, match="RAY_AUTH_MODE=token"):
-        cluster_mod.start_ray(SimpleNamespace(address="10.0.0.1:6379", dashboard=False))
+        cluster_mod.start_ray(address="10.0.0.1:6379")
 
 
 def test_storage_layout(tmp_path):

@@ -34,8 +34,9 @@ def test_sweep_takes_the_study_default_search(mnist_dir, tmp_path):
     from explorer import sweep
 
     def prepare(*argv: str):
-        args = sweep.parse_args([*argv, "--data-dir", str(mnist_dir), "--out", str(tmp_path)])
-        return sweep.prepare(args), args
+        exp = sweep.prepare(sweep.parse_args([*argv, "--data-dir", str(mnist_dir), "--out",
+                                              str(tmp_path)]))
+        return exp, exp.options
 
     exp, args = prepare("lenet300_space")
     assert exp.search == "optuna" and args.num_samples == 8 and "-optuna-" in exp.experiment_id
