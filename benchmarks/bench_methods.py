@@ -28,7 +28,7 @@ import torch
 from nest_core.atomic import atomic_write_bytes
 from nest_core.config import BUDGETS, SynthesisConfig
 from nest_core.data import load_dataset
-from nest_core.synthesis.methods import synthesize
+from nest_core.synthesis.loop import synthesize
 
 COLUMNS = ("test_error", "final_params", "final_flops", "samples", "wall")
 

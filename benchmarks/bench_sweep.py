@@ -35,7 +35,7 @@ from explorer import tune as trainable
 from explorer.experiment import SweepOptions, prepare
 from explorer.storage import merge_trials
 from nest_core import SynthesisConfig, load_dataset
-from nest_core.synthesis.methods import make_synthesis
+from nest_core.synthesis.loop import make_synthesis
 
 
 def write_study(folder: Path, trials: int, train_limit: int) -> Path:

@@ -24,7 +24,7 @@ import torch
 from nest_core.atomic import atomic_write_bytes
 from nest_core.config import BUDGETS, SynthesisConfig
 from nest_core.data import load_dataset
-from nest_core.synthesis.methods import synthesize
+from nest_core.synthesis.loop import synthesize
 
 KEYS = ("test_error", "val_error", "final_params", "final_flops", "post_growth_params",
         "post_growth_val_error", "growth_samples", "pruning_samples", "growth_seconds",

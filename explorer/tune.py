@@ -45,7 +45,7 @@ from explorer.studies import varying
 from nest_core import ImageData, Synthesis, SynthesisConfig, load_dataset
 from nest_core.data import VAL_FRACTION
 from nest_core.synthesis.compact import compact_writer
-from nest_core.synthesis.methods import make_synthesis
+from nest_core.synthesis.loop import make_synthesis
 
 PROGRESS_METRICS = {"stage": "stage", "step": "step", "params": "params",
                     "val_error": "val_error", "growth_seconds": "growth_s", "status": "outcome"}

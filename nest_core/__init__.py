@@ -10,8 +10,8 @@ from nest_core.data import ImageData, load_dataset
 from nest_core.models.seeds import SEEDS, Architecture, SeedNet, build_seed, seed_architecture
 from nest_core.synthesis.compact import compact, load_compact, save_compact
 from nest_core.synthesis.history import Event
-from nest_core.synthesis.loop import Synthesis
-from nest_core.synthesis.methods import make_synthesis, synthesis_class, synthesize
+from nest_core.synthesis.loop import Synthesis, make_synthesis, synthesize
+from nest_core.synthesis.methods import Method, method_named
 
 __all__ = [
     "BUDGETS",
@@ -19,6 +19,7 @@ __all__ = [
     "Architecture",
     "Budget",
     "Event",
+    "Method",
     "ImageData",
     "SeedNet",
     "Synthesis",
@@ -28,8 +29,8 @@ __all__ = [
     "load_compact",
     "load_dataset",
     "make_synthesis",
+    "method_named",
     "save_compact",
     "seed_architecture",
-    "synthesis_class",
     "synthesize",
 ]

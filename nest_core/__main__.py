@@ -26,8 +26,7 @@ from nest_core.data import (
 from nest_core.measures import format_table
 from nest_core.models.seeds import SEEDS
 from nest_core.synthesis.compact import compact_writer
-from nest_core.synthesis.loop import Synthesis
-from nest_core.synthesis.methods import make_synthesis
+from nest_core.synthesis.loop import Synthesis, make_synthesis
 from nest_core.training.trainer import NonFiniteLossError
 
 # The CLI's defaults are the library's: one source of truth.

@@ -173,7 +173,8 @@ def nest_keys(small) -> set[str]:
 def test_method_smoke_run_writes_a_full_row_and_never_adds(method, small, nest_keys):
     cfg = _cfg(method)
     synth = make_synthesis(cfg, small)
-    assert type(synth).__name__ != "Synthesis" and count_params(synth.net) == 48440  # dense
+    assert synth.method.name == method and synth.method.dense_start
+    assert count_params(synth.net) == 48440  # dense
     last = _masks(synth.net)
 
     def on_step(report, s):
@@ -190,8 +191,23 @@ def test_method_smoke_run_writes_a_full_row_and_never_adds(method, small, nest_k
     assert result["final_params"] == count_params(synth.net)
     assert result["growth_samples"] > 0 and result["pruning_samples"] > 0
     assert not any(e.phase.startswith("grow") for e in synth.history)
+    assert not any(e.phase == "partial_area" for e in synth.history)  # NeST's Algorithm 2
     if method != "adaptive":
         assert result["post_growth_params"] == 48440  # pruning starts from the dense net
+
+
+def test_methods_are_strategy_values_of_one_loop():
+    from nest_core import Method, method_named
+    from nest_core.config import METHODS
+
+    methods = {name: method_named(name) for name in METHODS}
+    assert all(isinstance(m, Method) and m.name == n for n, m in methods.items())
+    assert [n for n, m in methods.items() if not m.dense_start] == ["nest"]
+    assert [n for n, m in methods.items() if m.partial_area] == ["nest"]
+    assert methods["magnitude"].prune_step is methods["nest"].prune_step  # Policy 4 itself
+    assert [n for n, m in methods.items() if m.train is not None] == ["adaptive"]
+    with pytest.raises(ValueError, match="method='prune' is out of range"):
+        method_named("prune")
 
 
 def test_adaptive_distill_checkpoint_resumes_with_its_teacher(small):

@@ -197,7 +197,7 @@ def test_pruning_slack_and_the_fallback_to_the_smallest_network_within(mnist_sma
 def test_short_real_mnist_synthesis_reaches_its_target_and_prunes_within_it(mnist_dir):
     """LeNet-300-100 from r = 0.4 on 10,000 real MNIST images (1-2 minutes on 2 cores)."""
     from nest_core.data import load_dataset
-    from nest_core.synthesis.methods import synthesize
+    from nest_core.synthesis.loop import synthesize
 
     torch.set_num_threads(2)
     budget = Budget(train_limit=10000, warmup_epochs=3, growth_steps=6, growth_epochs=1,

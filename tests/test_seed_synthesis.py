@@ -14,7 +14,7 @@ from nest_core import SynthesisConfig
 from nest_core.config import Budget
 from nest_core.data import load_dataset
 from nest_core.synthesis.compact import load_compact
-from nest_core.synthesis.methods import make_synthesis
+from nest_core.synthesis.loop import make_synthesis
 
 TINY = Budget(train_limit=128, warmup_epochs=1, growth_steps=1, growth_epochs=1,
               prune_steps=1, retrain_epochs=1, final_epochs=0, area_steps=1)

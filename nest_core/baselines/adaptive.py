@@ -34,16 +34,15 @@ import torch
 import torch.nn.functional as F
 
 from nest_core.baselines.apoz import cut_units
-from nest_core.baselines.dense import DenseStart
+from nest_core.baselines.dense import pre_pruning_epochs, start_pruning
 from nest_core.baselines.distill import distillation_loss, train_with_loss
 from nest_core.baselines.thresholds import harden, learn_thresholds
-from nest_core.config import SynthesisConfig
-from nest_core.data import ImageData
 from nest_core.models.seeds import AnyArchitecture, Net, build_net
 from nest_core.nn.layers import masked_layers
 from nest_core.prune.dead_units import prune_dead_units
-from nest_core.synthesis.compact import rebuild
 from nest_core.synthesis.growth_stage import display_names
+from nest_core.synthesis.loop import Synthesis
+from nest_core.synthesis.methods import Method
 from nest_core.training.trainer import error_rate, train_samples
 
 SEARCH_CANDIDATES = 3
@@ -73,93 +72,81 @@ def random_subnetwork(arch: AnyArchitecture, keep: Sequence[float], generator: t
     return net
 
 
-class AdaptivePruning(DenseStart):
-    """Teacher (optional), cold-start search, learned-threshold pruning, fine-tuning."""
+def task_loss(synth: Synthesis, logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+              ) -> torch.Tensor:
+    """Cross entropy, or the distillation loss from ``synth.teacher`` when there is one."""
+    if synth.teacher is None:
+        return F.cross_entropy(logits, y)
+    with torch.no_grad():
+        teacher = synth.teacher(x)
+    return distillation_loss(logits, teacher, y)
 
-    def __init__(self, cfg: SynthesisConfig, data: ImageData) -> None:
-        super().__init__(cfg, data)
-        self.teacher: Net | None = None
 
-    # ---- training with the optional teacher ----------------------------------------------
-    def _task_loss(self, logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor
-                   ) -> torch.Tensor:
-        if self.teacher is None:
-            return F.cross_entropy(logits, y)
-        with torch.no_grad():
-            teacher = self.teacher(x)
-        return distillation_loss(logits, teacher, y)
+def train_distilled(synth: Synthesis, epochs: float, kind: str,
+                    lr_scale: float | tuple = 1.0) -> bool:
+    """``Method.train``: with a teacher, train on the distillation loss (a half-cosine from
+    the rate to a twentieth); without one, leave it to the run's trainer (False)."""
+    if synth.teacher is None:
+        return False
+    if isinstance(lr_scale, tuple):
+        lr_scale = lr_scale[0]
+    net, cfg = synth.net, synth.cfg
+    synth.samples[kind] += train_with_loss(
+        net, synth.data, synth._epochs(epochs), lambda x, y: task_loss(synth, net(x), x, y),
+        cfg.optimizer, cfg.lr * lr_scale, cfg.batch_size, synth.generator, synth.distortion)
+    return True
 
-    def _train(self, epochs: float, kind: str, lr_scale: float | tuple = 1.0) -> None:
-        if self.teacher is None:
-            return super()._train(epochs, kind, lr_scale)
-        if isinstance(lr_scale, tuple):
-            lr_scale = lr_scale[0]
-        net = self.net
-        self.samples[kind] += train_with_loss(
-            net, self.data, self._epochs(epochs), lambda x, y: self._task_loss(net(x), x, y),
-            self.cfg.optimizer, self.cfg.lr * lr_scale, self.cfg.batch_size, self.generator,
-            self.distortion)
 
-    # ---- stages --------------------------------------------------------------------------
-    def _warmup(self) -> None:
-        cfg, budget = self.cfg, self.budget
-        if cfg.distill:
-            teacher = copy.deepcopy(self.net)
-            self.samples["growth"] += train_samples(
-                teacher, self.data, self._epochs(self.pre_pruning_epochs), cfg.optimizer,
-                cfg.lr, cfg.batch_size, self.generator, self.distortion)
-            self.teacher = teacher.eval()
-            self._log("teacher", detail=f"dense teacher, val error "
-                                        f"{error_rate(teacher, self.data.val):.4f}")
-        arch, best = self.net.architecture(), None
-        hidden = len(self.net.unit_groups())
-        lo, hi = KEEP_RANGE
-        for k in range(SEARCH_CANDIDATES):
-            keep = [lo + (hi - lo) * float(torch.rand((), generator=self.generator))
-                    for _ in range(hidden)]
-            self.net = random_subnetwork(arch, keep, self.generator).to(self.device)
-            self._train(budget.warmup_epochs / SEARCH_CANDIDATES, "growth")
-            self._evaluate()
-            self._log("search", detail=f"candidate {k}: keep " +
-                      ", ".join(f"{s:.2f}" for s in keep))
-            if best is None or self.val_error < best[0]:
-                best = (self.val_error, self.net)
-        self.net = best[1]
-        self._train(budget.growth_steps * budget.growth_epochs, "growth")
-        self._evaluate()
-        self._log("warmup", detail="cold-start winner trained")
-        self._start_pruning()
+def cold_start(synth: Synthesis) -> None:
+    """Stages 1-2: the optional teacher, then the cold-start search and the winner's
+    training; hands over to pruning."""
+    cfg, budget = synth.cfg, synth.budget
+    if cfg.distill:
+        teacher = copy.deepcopy(synth.net)
+        synth.samples["growth"] += train_samples(
+            teacher, synth.data, synth._epochs(pre_pruning_epochs(synth)), cfg.optimizer,
+            cfg.lr, cfg.batch_size, synth.generator, synth.distortion)
+        synth.teacher = teacher.eval()
+        synth._log("teacher", detail=f"dense teacher, val error "
+                                     f"{error_rate(teacher, synth.data.val):.4f}")
+    arch, best = synth.net.architecture(), None
+    hidden = len(synth.net.unit_groups())
+    lo, hi = KEEP_RANGE
+    for k in range(SEARCH_CANDIDATES):
+        keep = [lo + (hi - lo) * float(torch.rand((), generator=synth.generator))
+                for _ in range(hidden)]
+        synth.net = random_subnetwork(arch, keep, synth.generator).to(synth.device)
+        synth._train(budget.warmup_epochs / SEARCH_CANDIDATES, "growth")
+        synth._evaluate()
+        synth._log("search", detail=f"candidate {k}: keep " +
+                   ", ".join(f"{s:.2f}" for s in keep))
+        if best is None or synth.val_error < best[0]:
+            best = (synth.val_error, synth.net)
+    synth.net = best[1]
+    synth._train(budget.growth_steps * budget.growth_epochs, "growth")
+    synth._evaluate()
+    synth._log("warmup", detail="cold-start winner trained")
+    start_pruning(synth)
 
-    def _pruning(self) -> None:
-        self._prune_iteration(self._learn_and_harden)
 
-    def _learn_and_harden(self) -> None:
-        cfg = self.cfg
-        seen, thresholds = learn_thresholds(
-            self.net, self.data, self._epochs(self.budget.retrain_epochs), self._task_loss,
-            REG_PER_FRACTION * self.prune_fraction, cfg.optimizer, cfg.lr * 0.5,
-            cfg.batch_size, self.generator, self.distortion,
-            max_move=MOVE_PER_FRACTION * self.prune_fraction)
-        self.samples["pruning"] += seen
-        names = display_names(self.net)
-        for (name, n), t in zip(harden(self.net, thresholds).items(), thresholds):
-            self._log("prune", names[name], removed=n, detail=f"threshold {t:.4g}")
-        for name, cut in prune_dead_units(self.net, self.data.val.x,
-                                          cfg.neuron_threshold).items():
-            self._log("prune_neurons", name, removed=cut)
+def learn_and_harden(synth: Synthesis) -> None:
+    """Stage 3, one pruning iteration's removal: learn thresholds, make them mask bits,
+    cut the units left dead."""
+    cfg = synth.cfg
+    seen, thresholds = learn_thresholds(
+        synth.net, synth.data, synth._epochs(synth.budget.retrain_epochs),
+        lambda logits, x, y: task_loss(synth, logits, x, y),
+        REG_PER_FRACTION * synth.prune_fraction, cfg.optimizer, cfg.lr * 0.5,
+        cfg.batch_size, synth.generator, synth.distortion,
+        max_move=MOVE_PER_FRACTION * synth.prune_fraction)
+    synth.samples["pruning"] += seen
+    names = display_names(synth.net)
+    for (name, n), t in zip(harden(synth.net, thresholds).items(), thresholds):
+        synth._log("prune", names[name], removed=n, detail=f"threshold {t:.4g}")
+    for name, cut in prune_dead_units(synth.net, synth.data.val.x,
+                                      cfg.neuron_threshold).items():
+        synth._log("prune_neurons", name, removed=cut)
 
-    # ---- checkpoints ---------------------------------------------------------------------
-    def state_dict(self) -> dict:
-        state = super().state_dict()
-        state["teacher"] = None if self.teacher is None else {
-            "architecture": self.teacher.architecture().to_dict(),
-            "model": {k: v.detach().cpu() for k, v in self.teacher.state_dict().items()}}
-        return state
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        saved = state.get("teacher")
-        self.teacher = None
-        if saved is not None:
-            teacher = rebuild(saved["architecture"], saved["model"], {})
-            self.teacher = teacher.to(self.device).eval()
+ADAPTIVE = Method("adaptive", start=cold_start, prune_step=learn_and_harden, dense_start=True,
+                  partial_area=False, train=train_distilled)

@@ -19,39 +19,27 @@ every baseline so that their result rows compare with NeST's:
 
 from __future__ import annotations
 
-from nest_core.config import SynthesisConfig
-from nest_core.data import ImageData
-from nest_core.models.seeds import build_seed, seed_architecture
+from nest_core.synthesis import growth_stage
 from nest_core.synthesis.loop import Synthesis
 
 
-class DenseStart(Synthesis):
-    """A synthesis that trains the dense network (density 1.0, not ``cfg.density``) and then
-    only prunes; subclasses choose what a pruning iteration removes."""
+def pre_pruning_epochs(synth: Synthesis) -> float:
+    """NeST's largest growth budget: warmup plus every growth step's training."""
+    b = synth.budget
+    return b.warmup_epochs + b.growth_steps * b.growth_epochs
 
-    def __init__(self, cfg: SynthesisConfig, data: ImageData) -> None:
-        super().__init__(cfg, data)
-        self.generator.manual_seed(cfg.seed)  # the dense start never depends on cfg.density
-        arch = seed_architecture(cfg.model, cfg.ratio, cfg.batch_norm, data.image_shape,
-                                 data.num_classes)
-        self.net = build_seed(arch, 1.0, self.generator).to(self.device)
 
-    @property
-    def pre_pruning_epochs(self) -> float:
-        """NeST's largest growth budget: warmup plus every growth step's training."""
-        b = self.budget
-        return b.warmup_epochs + b.growth_steps * b.growth_epochs
+def dense_training(synth: Synthesis) -> None:
+    """The start of ``magnitude`` and ``trimming``: train the dense network for NeST's
+    largest growth budget, then hand over to pruning."""
+    synth._train(pre_pruning_epochs(synth), "growth")
+    synth._evaluate()
+    synth._log("warmup", detail="dense training")
+    start_pruning(synth)
 
-    def _warmup(self) -> None:
-        self._train(self.pre_pruning_epochs, "growth")
-        self._evaluate()
-        self._log("warmup", detail="dense training")
-        self._start_pruning()
 
-    def _start_pruning(self) -> None:
-        """Hand over to pruning exactly as NeST does when growth ends (same reference)."""
-        self.step = self.budget.growth_steps
-        self._growth()
-
-    def _partial_area(self) -> None:
-        self.stage, self.step = "done", 0  # Algorithm 2 is NeST's, not the baselines'
+def start_pruning(synth: Synthesis) -> None:
+    """Hand over to pruning exactly as NeST does when growth ends (same reference); the
+    dense phase counts as all of growth's steps."""
+    synth.step = synth.budget.growth_steps
+    growth_stage.end_growth(synth)

@@ -1,7 +1,7 @@
 """Magnitude pruning baseline: Han, Pool, Tran & Dally 2015, "Learning both Weights and
 Connections for Efficient Neural Networks" (Section 3: train, prune, retrain, iterate).
 
-The dense network is trained (``DenseStart``), then NeST's own pruning stage runs on it:
+The dense network is trained (``dense.dense_training``), then NeST's own pruning stage runs on it:
 each iteration removes the smallest-magnitude share ``prune_fraction`` of every layer's
 active connections, cuts neurons left without inputs or outputs, and retrains at half the
 learning rate; a step that cannot hold the reference error is undone and the share halved.
@@ -14,9 +14,10 @@ their L2 regularisation and dropout-rate adjustment are left out (no other metho
 
 from __future__ import annotations
 
-from nest_core.baselines.dense import DenseStart
+from nest_core.baselines.dense import dense_training
+from nest_core.synthesis.methods import Method
+from nest_core.synthesis.pruning_stage import prune_step
 
-
-class MagnitudePruning(DenseStart):
-    """Dense training, then ``Synthesis._pruning`` (Policy 4) until the error is no longer
-    held; every other stage is the parent's."""
+# Dense training, then NeST's own pruning iterations (Policy 4) until the error is not held
+MAGNITUDE = Method("magnitude", start=dense_training, prune_step=prune_step, dense_start=True,
+                   partial_area=False)

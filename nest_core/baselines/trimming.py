@@ -21,9 +21,11 @@ from collections.abc import Iterator
 import torch
 
 from nest_core.baselines.apoz import alive_units, cut_units, highest, layer_apoz
-from nest_core.baselines.dense import DenseStart
+from nest_core.baselines.dense import dense_training
 from nest_core.models.seeds import Net
 from nest_core.prune.dead_units import prune_dead_units
+from nest_core.synthesis.loop import Synthesis
+from nest_core.synthesis.methods import Method
 
 
 @torch.no_grad()
@@ -42,15 +44,16 @@ def trim(net: Net, x: torch.Tensor, fraction: float) -> Iterator[tuple[str, torc
             yield names[i], torch.nonzero(chosen).flatten()
 
 
-class NetworkTrimming(DenseStart):
-    """Dense training, then APoZ neuron pruning with retraining until the error is not held."""
+def trim_step(synth: Synthesis) -> None:
+    """One pruning iteration's removal: the highest-APoZ share of units, then the units it
+    stranded."""
+    for name, units in trim(synth.net, synth.data.val.x, synth.prune_fraction):
+        synth._log("prune_neurons", name, removed=units.numel(), detail="highest APoZ")
+    for name, cut in prune_dead_units(synth.net, synth.data.val.x,
+                                      synth.cfg.neuron_threshold).items():
+        synth._log("prune_neurons", name, removed=cut, detail="stranded")
 
-    def _pruning(self) -> None:
-        self._prune_iteration(self._trim_and_retrain)
 
-    def _trim_and_retrain(self) -> None:
-        for name, units in trim(self.net, self.data.val.x, self.prune_fraction):
-            self._log("prune_neurons", name, removed=units.numel(), detail="highest APoZ")
-        for name, cut in prune_dead_units(self.net, self.data.val.x,
-                                          self.cfg.neuron_threshold).items():
-            self._log("prune_neurons", name, removed=cut, detail="stranded")
+# Dense training, then APoZ neuron pruning with retraining until the error is not held
+TRIMMING = Method("trimming", start=dense_training, prune_step=trim_step, dense_start=True,
+                  partial_area=False)

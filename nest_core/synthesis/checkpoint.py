@@ -1,6 +1,6 @@
 """Checkpoints of a synthesis: everything needed to resume it exactly (network, partial-area
 masks, optimizer state, generator, counters, history, the smallest network within the
-reference and the candidates below it), as a dict that loads with
+reference and the candidates below it, a distilling method's teacher), as a dict that loads with
 ``torch.load(weights_only=True)``."""
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ def state_of(synth: Synthesis) -> dict:
         "optimizer": synth.trainer.state(),
         "within": None if synth.within is None else _kept(synth.within),
         "candidates": [_kept(c) for c in synth.candidates],
+        "teacher": None if synth.teacher is None else {  # a distilling method's teacher
+            "architecture": synth.teacher.architecture().to_dict(),
+            "model": {k: v.detach().cpu() for k, v in synth.teacher.state_dict().items()}},
     }
 
 
@@ -56,6 +59,9 @@ def load_state(synth: Synthesis, state: dict) -> None:
     w = state.get("within")
     synth.within = None if w is None else _unkept(w, synth.device)
     synth.candidates = [_unkept(c, synth.device) for c in state.get("candidates", [])]
+    teacher = state.get("teacher")
+    synth.teacher = None if teacher is None else rebuild(
+        teacher["architecture"], teacher["model"], {}).to(synth.device).eval()
     for key in ("stage", "step", "seconds", "samples", "val_error", "post_growth",
                 "prune_fraction", "reference"):
         setattr(synth, key, state[key])

@@ -1,17 +1,20 @@
-"""One growth iteration of a synthesis (Section 3.1 of the paper): connections by gradient
-(Policy 1), neurons from the bridging gradient (Policy 2, Algorithm 1) and feature maps by
-the best of K candidates (Policy 3), in amounts scaled by the gap to the target, then
-training until the target or a plateau.
+"""The growth phase of a synthesis (Section 3.1 of the paper): NeST's seed training, one
+growth iteration (connections by gradient, Policy 1; neurons from the bridging gradient,
+Policy 2, Algorithm 1; feature maps by the best of K candidates, Policy 3; in amounts
+scaled by the gap to the target, then training until the target or a plateau), and the
+hand-over to pruning when growth stops.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
 from nest_core.grow.connections import dense_gradients, grow_connections
 from nest_core.grow.maps import grow_feature_maps
 from nest_core.grow.neurons import grow_neurons
+from nest_core.measures import count_params
 from nest_core.nn.layers import masked_layers
 from nest_core.training.trainer import grad_batches
 
@@ -23,6 +26,15 @@ def display_names(net) -> dict[str, str]:
     (the paper's names), 'blocks.3.conv1' -> 'layer2.0.conv1' (torchvision's ResNet)."""
     table = {id(layer): name for name, layer, _ in net.layer_bns()}
     return {name: table[id(layer)] for name, layer in masked_layers(net)}
+
+
+def warmup(synth: Synthesis) -> None:
+    """NeST's start: seed training until the target, a plateau or ``warmup_epochs``."""
+    phase = synth.cfg.growth_schedule == "phase"
+    synth._train_until(synth.budget.warmup_epochs, "growth", synth._reached,
+                       lr_scale=synth._phase_lr if phase else 1.0)
+    synth._log("warmup")
+    synth.stage = "growth"
 
 
 def grow_step(synth: Synthesis) -> None:
@@ -57,5 +69,49 @@ def grow_step(synth: Synthesis) -> None:
     schedule = {"plateau": max(0.1, synth._gap()), "cosine": (1.0, 0.05),
                 "phase": synth._phase_lr}[cfg.growth_schedule]
     synth._train_until(synth.budget.growth_epochs, "growth", synth._reached,
-                      lr_scale=schedule, plateau=cfg.growth_schedule != "cosine")
+                       lr_scale=schedule, plateau=cfg.growth_schedule != "cosine")
     synth._log("train")
+
+
+def stalled(synth: Synthesis) -> bool:
+    """True when the last ``growth_patience`` growth steps found no better val error."""
+    patience = synth.cfg.growth_patience
+    errors = [e.val_error for e in synth.history if e.phase in ("warmup", "train")]
+    if patience == 0 or len(errors) <= patience:
+        return False
+    return min(errors[-patience:]) >= min(errors[:-patience])
+
+
+def end_growth(synth: Synthesis) -> None:
+    """Hand over to pruning: anneal, note the post-growth network and set the reference
+    pruning holds (the target, or the error reached when growth missed it, plus
+    ``prune_tolerance``). A dense start hands over here too, so every method prunes
+    against the same reference."""
+    reached = synth.val_error <= synth.cfg.target
+    anneal(synth)
+    synth.post_growth = {"params": count_params(synth.net), "val_error": synth.val_error,
+                         "target_reached": reached, "lr_scale": synth.lr_scale,
+                         "architecture": synth.net.architecture().to_dict()}
+    synth.reference = (synth.cfg.target if reached else synth.val_error)
+    synth.reference += synth.cfg.prune_tolerance
+    synth.stage, synth.step = "pruning", 0
+    synth.within, synth.candidates = None, []
+    if synth.val_error <= synth.reference:
+        synth._keep_within()
+
+
+def anneal(synth: Synthesis) -> None:
+    """The end of the growth phase: ``anneal_epochs`` more training on a half-cosine from
+    the growth rate to lr/20 (no growth), so pruning starts from a settled network; the
+    checkpoint of lowest validation error is kept."""
+    epochs = synth.budget.anneal_epochs
+    if epochs <= 0:
+        return
+    start = synth._phase_lr(0)[0] if synth.cfg.growth_schedule == "phase" else 1.0
+    best = (synth.val_error, copy.deepcopy(synth.net))
+    synth._train_until(epochs, "growth", lambda err: False, lr_scale=(start, 0.05),
+                       plateau=False)
+    if synth.val_error > best[0]:
+        synth.net, synth.val_error = best[1], best[0]
+        synth._changed()
+    synth._log("anneal")

@@ -1,7 +1,9 @@
 """The NeST synthesis loop (Section 3 of the paper): train a sparse seed, grow it until the
 validation error reaches the target (Policies 1-3), then prune it (Policy 4) for as long as
 retraining holds the error. Between iterations the whole state is a checkpoint, so an
-interrupted synthesis resumes where it stopped.
+interrupted synthesis resumes where it stopped. The pruning-only baselines run in the same
+loop: a ``methods.Method`` value says how a run starts, what a pruning iteration removes and
+which stages it skips.
 
 >>> synth = Synthesis(SynthesisConfig.create(model="lenet300", ratio=0.4, budget="smoke"), data)
 >>> result = synth.run()
@@ -19,10 +21,9 @@ from nest_core.config import SynthesisConfig
 from nest_core.data import AffineDistortion, ImageData
 from nest_core.measures import count_params
 from nest_core.models.seeds import Net, build_seed, seed_architecture
-from nest_core.prune.dead_units import prune_dead_units
-from nest_core.prune.magnitude import magnitude_prune
 from nest_core.synthesis import checkpoint, growth_stage, pruning_stage
 from nest_core.synthesis.history import Event
+from nest_core.synthesis.methods import Method, method_named
 from nest_core.synthesis.pruning_stage import cosine
 from nest_core.synthesis.result import build_result
 from nest_core.training.trainer import Trainer, error_rate
@@ -33,15 +34,20 @@ STAGES = ("warmup", "growth", "pruning", "final", "partial_area", "done")
 
 
 class Synthesis:
-    """One synthesis run: its network, stage, counters and history."""
+    """One synthesis run of ``cfg.method``: its network, stage, counters and history."""
 
     def __init__(self, cfg: SynthesisConfig, data: ImageData) -> None:
         self.cfg, self.data, self.device = cfg, data, data.device
+        self.method: Method = method_named(cfg.method)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         arch = seed_architecture(cfg.model, cfg.ratio, cfg.batch_norm, data.image_shape,
                                  data.num_classes)
         self.net: Net = build_seed(arch, cfg.density, self.generator).to(self.device)
+        if self.method.dense_start:  # same generator state: never depends on cfg.density
+            self.generator.manual_seed(cfg.seed)
+            self.net = build_seed(arch, 1.0, self.generator).to(self.device)
+        self.teacher: Net | None = None  # a method that distils sets one
         self.stage, self.step = "warmup", 0
         self.seconds = {"growth": 0.0, "pruning": 0.0}
         self.samples = {"growth": 0, "pruning": 0}
@@ -68,7 +74,10 @@ class Synthesis:
 
     def _train(self, epochs: float, kind: str, lr_scale: float | tuple = 1.0) -> None:
         """Train ``epochs`` with the run's optimizer at ``cfg.lr`` times ``lr_scale`` (a
-        constant, or (start, end) of a half-cosine over the call)."""
+        constant, or (start, end) of a half-cosine over the call), unless the method trains
+        itself (``Method.train``)."""
+        if self.method.train is not None and self.method.train(self, epochs, kind, lr_scale):
+            return
         if self.trainer.model is not self.net:  # a method replaced the network outright
             self.trainer = Trainer(self.net, self.data, self.cfg.optimizer, self.cfg.lr,
                                    self.cfg.batch_size, self.generator, self.distortion)
@@ -158,12 +167,7 @@ class Synthesis:
 
     # ---- stages ------------------------------------------------------------------------
     def _warmup(self) -> None:
-        """Seed training: until the target, a plateau or ``warmup_epochs``."""
-        phase = self.cfg.growth_schedule == "phase"
-        self._train_until(self.budget.warmup_epochs, "growth", self._reached,
-                          lr_scale=self._phase_lr if phase else 1.0)
-        self._log("warmup")
-        self.stage = "growth"
+        self.method.start(self)
 
     def _reached(self, err: float) -> bool:
         return err <= self.cfg.target
@@ -185,53 +189,16 @@ class Synthesis:
             return 1.0
         return min(1.0, max(0.05, (self.val_error - target) / max(target, 1e-9)))
 
-    def _grow_once(self) -> None:
-        growth_stage.grow_step(self)
-
-    def _anneal(self) -> None:
-        """The end of the growth phase: ``anneal_epochs`` more training on a half-cosine from
-        the growth rate to lr/20 (no growth), so pruning starts from a settled network; the
-        checkpoint of lowest validation error is kept."""
-        epochs = self.budget.anneal_epochs
-        if epochs <= 0:
-            return
-        start = self._phase_lr(0)[0] if self.cfg.growth_schedule == "phase" else 1.0
-        best = (self.val_error, copy.deepcopy(self.net))
-        self._train_until(epochs, "growth", lambda err: False, lr_scale=(start, 0.05),
-                          plateau=False)
-        if self.val_error > best[0]:
-            self.net, self.val_error = best[1], best[0]
-            self._changed()
-        self._log("anneal")
-
-    def _stalled(self) -> bool:
-        """True when the last ``growth_patience`` growth steps found no better val error."""
-        patience = self.cfg.growth_patience
-        errors = [e.val_error for e in self.history if e.phase in ("warmup", "train")]
-        if patience == 0 or len(errors) <= patience:
-            return False
-        return min(errors[-patience:]) >= min(errors[:-patience])
-
     def _growth(self) -> None:
         if (self.val_error <= self.cfg.target or self.step >= self.budget.growth_steps
-                or self._stalled()):
-            reached = self.val_error <= self.cfg.target
-            self._anneal()
-            self.post_growth = {"params": count_params(self.net), "val_error": self.val_error,
-                                "target_reached": reached, "lr_scale": self.lr_scale,
-                                "architecture": self.net.architecture().to_dict()}
-            self.reference = (self.cfg.target if reached else self.val_error)
-            self.reference += self.cfg.prune_tolerance
-            self.stage, self.step = "pruning", 0
-            self.within, self.candidates = None, []
-            if self.val_error <= self.reference:
-                self._keep_within()
+                or growth_stage.stalled(self)):
+            growth_stage.end_growth(self)
             return
         self.step += 1
-        self._grow_once()
+        growth_stage.grow_step(self)
 
     def _pruning(self) -> None:
-        self._prune_iteration(self._prune_step)
+        pruning_stage.prune_iteration(self, lambda: self.method.prune_step(self))
 
     def pruning_rate(self) -> float:
         """The share of ``cfg.lr`` pruning and fine-tuning train at: ``prune_lr``, but at
@@ -258,19 +225,10 @@ class Synthesis:
             self.within = (copy.deepcopy(self.net), self.trainer.snapshot(), self.val_error)
             self.candidates = []
 
-    def _prune_step(self) -> None:
-        """Policy 4: magnitude pruning, then dead units (retraining follows in the loop)."""
-        for name, n in magnitude_prune(self.net, self.prune_fraction,
-                                       flops=self.cfg.prune_flops).items():
-            self._log("prune", name, removed=n)
-        for name, cut in prune_dead_units(self.net, self.data.val.x,
-                                          self.cfg.neuron_threshold).items():
-            self._log("prune_neurons", name, removed=cut)
-
-    def _prune_iteration(self, prune: Callable[[], None]) -> None:
-        pruning_stage.prune_iteration(self, prune)
-
     def _partial_area(self) -> None:
+        if not self.method.partial_area:  # Algorithm 2 is NeST's, not the baselines'
+            self.stage, self.step = "done", 0
+            return
         pruning_stage.partial_area(self)
 
     def _final(self) -> None:
@@ -298,3 +256,19 @@ class Synthesis:
 
     def load_state_dict(self, state: dict) -> None:
         checkpoint.load_state(self, state)
+
+
+def make_synthesis(cfg: SynthesisConfig, data: ImageData) -> Synthesis:
+    """A ready-to-run synthesis of ``cfg.method``."""
+    return Synthesis(cfg, data)
+
+
+def synthesize(cfg: SynthesisConfig, data: ImageData, on_step: StepCallback | None = None,
+               resume: dict | None = None) -> tuple[dict, Net]:
+    """Run a synthesis of ``cfg.method`` (resuming from a ``Synthesis.state_dict()`` when
+    given); returns the result dict (what result.json holds) and the final masked network."""
+    synth = Synthesis(cfg, data)
+    if resume is not None:
+        synth.load_state_dict(resume)
+    result = synth.run(on_step)
+    return result, synth.net

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from nest_core.measures import count_params
+from nest_core.prune.dead_units import prune_dead_units
+from nest_core.prune.magnitude import magnitude_prune
 from nest_core.prune.partial_area import partial_area_step
 from nest_core.training.trainer import grad_batches
 
@@ -22,6 +24,16 @@ MAX_CANDIDATES = 4  # accepted networks above the reference kept for the final s
 def cosine(start: float, end: float, t: float) -> float:
     """A half-cosine from ``start`` (t = 0) to ``end`` (t = 1)."""
     return end + (start - end) * 0.5 * (1 + math.cos(math.pi * min(max(t, 0.0), 1.0)))
+
+
+def prune_step(synth: Synthesis) -> None:
+    """Policy 4: magnitude pruning, then dead units (retraining follows in the iteration)."""
+    for name, n in magnitude_prune(synth.net, synth.prune_fraction,
+                                   flops=synth.cfg.prune_flops).items():
+        synth._log("prune", name, removed=n)
+    for name, cut in prune_dead_units(synth.net, synth.data.val.x,
+                                      synth.cfg.neuron_threshold).items():
+        synth._log("prune_neurons", name, removed=cut)
 
 
 def prune_iteration(synth: Synthesis, prune: Callable[[], None]) -> None:
