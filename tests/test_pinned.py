@@ -1,0 +1,40 @@
+"""Pinned behaviour: one config id and the outcome of one smoke synthesis, at one thread.
+
+A refactor must leave both unchanged; they change only when a config field or a default
+changes (then update the pins here, saying why, in the same commit). The synthesis pin also
+depends on PyTorch's CPU kernels: a different PyTorch version or CPU may move it."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+
+from nest_core import SynthesisConfig, load_dataset, make_synthesis
+
+CONFIG = {"model": "lenet300", "ratio": 0.4, "budget": "smoke"}
+CONFIG_ID = "cbf6c26ceb95"
+
+
+def test_config_id_is_pinned():
+    cfg = SynthesisConfig.create(**CONFIG)
+    assert cfg.config_id == CONFIG_ID, "a field or default changed the run ids"
+    assert SynthesisConfig.create(**CONFIG, seed=1).config_id != CONFIG_ID
+
+
+@pytest.mark.slow  # real MNIST, about 5 s
+def test_smoke_synthesis_is_pinned(mnist_dir):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        data = load_dataset("mnist", root=mnist_dir, device="cpu", train_limit=3000)
+        synth = make_synthesis(SynthesisConfig.create(**CONFIG), data)
+        result = synth.run()
+    finally:
+        torch.set_num_threads(threads)
+    weights = hashlib.sha256(b"".join(v.detach().numpy().tobytes()
+                                      for v in synth.net.state_dict().values())).hexdigest()
+    assert (result["final_params"], result["val_error"], len(synth.history)) == (
+        22204, 0.2478, 24)
+    assert weights[:12] == "22de35aa52a2"
