@@ -11,13 +11,12 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import fields, replace
+from dataclasses import Field, fields, replace
 from pathlib import Path
 
 from nest_core.atomic import WriteError, atomic_write_many, check_writable
-from nest_core.config import BUDGETS, METHODS, SynthesisConfig
+from nest_core.config import BUDGETS, SynthesisConfig
 from nest_core.data import (
-    DATASETS,
     VAL_FRACTION,
     DataNotFoundError,
     load_dataset,
@@ -29,63 +28,64 @@ from nest_core.synthesis.compact import compact_writer
 from nest_core.synthesis.loop import Synthesis, make_synthesis
 from nest_core.training.trainer import NonFiniteLossError
 
-# The CLI's defaults are the library's: one source of truth.
-DEFAULTS = {f.name: f.default for f in fields(SynthesisConfig)}
+DESCRIPTION = ("Run one synthesis: print the per-layer table (the paper's Table 4), write "
+               "OUT/result.json and OUT/model.pt. Export a run: python -m nest_core export "
+               "RUN_DIR --help")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m nest_core", description=__doc__.split("\n")[0])
+    """The command line: one ``--field-name`` flag per ``SynthesisConfig`` field, generated
+    from its spec (help text, allowed values; unset flags keep the library's defaults), and
+    the run's own flags."""
+    p = argparse.ArgumentParser(prog="python -m nest_core",
+                                usage="python -m nest_core MODEL --out DIR [options]",
+                                description=DESCRIPTION)
     p.add_argument("model", help=f"seed architecture: {', '.join(sorted(SEEDS))}")
-    p.add_argument("--ratio", type=float, default=None,
-                   help="seed width ratio r, 0 < r <= 2 (default: the model's, 0.4 for lenet300, "
-                        "0.5 otherwise)")
-    p.add_argument("--density", type=float, default=None,
-                   help="seed connection density (default: 0.3 for alexnet, vgg16, resnet50; "
-                        "else 0.1)")
-    p.add_argument("--alpha", type=float, default=DEFAULTS["alpha"], help="birth strength (>= 0)")
-    p.add_argument("--beta", type=float, default=DEFAULTS["beta"],
-                   help="growth ratio, 0 < beta <= 1")
-    p.add_argument("--method", default="nest", help=f"one of {', '.join(METHODS)}")
-    p.add_argument("--target-error", type=float, default=DEFAULTS["target_error"],
-                   help="validation error growth aims at (default: the model's)")
-    p.add_argument("--budget", default="quick", help=f"one of {', '.join(BUDGETS)}")
-    p.add_argument("--batch-norm", action="store_true", help="batch norm after each layer")
-    p.add_argument("--distortion", action=argparse.BooleanOptionalAction, default=True,
-                   help="train on affine-distorted images, as the paper does (default: on)")
-    p.add_argument("--distill", action="store_true",
-                   help="adaptive method: distillation loss from a dense teacher")
-    p.add_argument("--area-gamma", type=float, default=DEFAULTS["area_gamma"],
-                   help="partial-area convolution: percentile masked per iteration, in (0, 1)")
-    p.add_argument("--area-steps", type=int, default=None,
-                   help="partial-area convolution iterations (default: the budget's)")
-    p.add_argument("--optimizer", default=DEFAULTS["optimizer"], help="adam or sgd (momentum 0.9)")
-    p.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="learning rate")
-    p.add_argument("--prune-tolerance", type=float, default=DEFAULTS["prune_tolerance"],
-                   help="pruning holds validation error <= target + this (default 0)")
-    p.add_argument("--prune-flops", action="store_true",
-                   help="pruning shares per layer balanced by FLOPs too (conv-heavy nets)")
-    p.add_argument("--growth-patience", type=int, default=DEFAULTS["growth_patience"],
-                   help="growth stops after this many steps without a better error (0: off)")
-    p.add_argument("--dataset", default="mnist",
-                   help=f"one of {', '.join(sorted(DATASETS))} (default: mnist)")
-    p.add_argument("--data-dir", default=None,
-                   help="folder holding MNIST/raw (or NEST_DATA); for imagefolder, the folder "
-                        "holding train/<class>/ (and optionally val/, test/)")
-    p.add_argument("--image-size", type=int, default=0,
-                   help="resize images to N x N (>= 0; 0: the dataset's own size, 64 for "
-                        "imagefolder)")
-    p.add_argument("--val-fraction", type=float, default=VAL_FRACTION,
-                   help="share of the training images held out for validation, in (0, 1) "
-                        "(default 1/12: 5,000 of MNIST's 60,000)")
-    p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--quiet", action="store_true", help="no per-iteration progress lines")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
-                   help="any other SynthesisConfig field, repeatable, e.g. --set "
-                        "connection_growth=0.25 --set growth_schedule='\"cosine\"' (wins "
-                        "over the flag of the same field)")
+    config = p.add_argument_group("synthesis (SynthesisConfig fields; default: the library's)")
+    for f in fields(SynthesisConfig):
+        if f.metadata.get("flag", True):
+            _add_field_flag(config, f)
+    run = p.add_argument_group("run")
+    run.add_argument("--area-steps", type=int, default=None,
+                     help="partial-area convolution iterations (default: the budget's)")
+    run.add_argument("--data-dir", default=None,
+                     help="folder holding MNIST/raw (or NEST_DATA); for imagefolder, the folder "
+                          "holding train/<class>/ (and optionally val/, test/)")
+    run.add_argument("--val-fraction", type=float, default=VAL_FRACTION,
+                     help="share of the training images held out for validation, in (0, 1) "
+                          "(default 1/12: 5,000 of MNIST's 60,000)")
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    run.add_argument("--out", required=True, help="output folder")
+    run.add_argument("--quiet", action="store_true", help="no per-iteration progress lines")
+    run.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
+                     help="any config field as JSON, repeatable, e.g. --set "
+                          "growth_schedule='\"cosine\"' (wins over the field's flag)")
     return p.parse_args(argv)
+
+
+def _add_field_flag(group: argparse._ArgumentGroup, f: Field) -> None:
+    """``--name`` for field ``f``: typed like its default, None when not given."""
+    flag, allowed = "--" + f.name.replace("_", "-"), f.metadata.get("allowed")
+    text = f.metadata["help"]
+    if allowed is not None:
+        text += f"; {allowed.describe(f.name)}"
+    if isinstance(f.default, bool):
+        group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                           help=f"{text} (default: {'on' if f.default else 'off'})")
+        return
+    shown = "" if f.name in PER_MODEL else f" (default: {f.default})"
+    group.add_argument(flag, type=type(f.default), default=None, metavar=f.name.upper(),
+                       help=text + shown)
+
+
+PER_MODEL = ("ratio", "density")  # defaults filled in per model by SynthesisConfig.create
+
+
+def config_flags(args: argparse.Namespace) -> dict:
+    """The config fields given on the command line (the model, and every flag set)."""
+    given = {f.name: getattr(args, f.name) for f in fields(SynthesisConfig)
+             if f.metadata.get("flag", True) and getattr(args, f.name) is not None}
+    return {"model": args.model, **given}
 
 
 def _fields_set(pairs: list[str]) -> dict:
@@ -107,9 +107,10 @@ def _fields_set(pairs: list[str]) -> dict:
 def _budget_override(args: argparse.Namespace) -> dict:
     if args.area_steps is None:
         return {}
-    if args.budget not in BUDGETS:
-        raise ValueError(f"budget={args.budget!r} is out of range: allowed {list(BUDGETS)}")
-    return {"budget_spec": replace(BUDGETS[args.budget], area_steps=args.area_steps)}
+    budget = args.budget or SynthesisConfig.__dataclass_fields__["budget"].default
+    if budget not in BUDGETS:
+        raise ValueError(f"budget={budget!r} is out of range: allowed {list(BUDGETS)}")
+    return {"budget_spec": replace(BUDGETS[budget], area_steps=args.area_steps)}
 
 
 def _progress(report: dict, synth: Synthesis) -> None:
@@ -126,14 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         return export_main(argv)
     args = parse_args(argv)
     try:
-        flags = dict(
-            model=args.model, ratio=args.ratio, density=args.density, alpha=args.alpha,
-            beta=args.beta, method=args.method, target_error=args.target_error,
-            budget=args.budget, batch_norm=args.batch_norm, distortion=args.distortion,
-            dataset=args.dataset, image_size=args.image_size, seed=args.seed,
-            area_gamma=args.area_gamma, distill=args.distill, optimizer=args.optimizer, lr=args.lr,
-            prune_tolerance=args.prune_tolerance, growth_patience=args.growth_patience,
-            prune_flops=args.prune_flops)
+        flags = config_flags(args)
         cfg = SynthesisConfig.create(**{**flags, **_budget_override(args),
                                         **_fields_set(args.set)})
         out = Path(args.out)

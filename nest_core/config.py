@@ -11,6 +11,16 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from nest_core.config_fields import (
+    AT_LEAST_ONE,
+    NON_NEGATIVE,
+    SHARE,
+    Allowed,
+    bad,
+    check,
+    spec,
+)
+
 # Seed connection density when none is given: the paper's ImageNet seeds keep 30% (Sec. 5.3).
 DEFAULT_DENSITY = {"alexnet": 0.3, "vgg16": 0.3, "resnet50": 0.3}
 # Seed width ratio when none is given (the sweeps vary it).
@@ -29,29 +39,23 @@ DEFAULT_TARGET = {"lenet300": 0.012, "lenet5": 0.007, "alexnet": 0.428, "vgg16":
 class Budget:
     """How much training a synthesis may spend; epochs are over the (limited) train split."""
 
-    train_limit: int | None = None  # training samples used; None = the whole train split
-    warmup_epochs: float = 1.0  # seed training before the first growth step
-    growth_steps: int = 10  # at most this many growth iterations
-    growth_epochs: float = 1.0  # training after each growth step
-    prune_steps: int = 20  # at most this many pruning iterations
-    retrain_epochs: float = 1.0  # retraining after each pruning step
-    final_epochs: float = 0.0  # fine-tuning of the final model
-    area_steps: int = 0  # partial-area convolution iterations (Algorithm 2), conv nets only
-    prune_samples: int | None = None  # pruning stops once it has used this many samples
-    anneal_epochs: float = 0.0  # training at a decaying rate once growth ends, before pruning
+    train_limit: int | None = spec(None, "training samples used (None: the whole train split)",
+                                   Allowed(1, optional=True))
+    warmup_epochs: float = spec(1.0, "seed training before the first growth step", NON_NEGATIVE)
+    growth_steps: int = spec(10, "at most this many growth iterations", NON_NEGATIVE)
+    growth_epochs: float = spec(1.0, "training after each growth step", NON_NEGATIVE)
+    prune_steps: int = spec(20, "at most this many pruning iterations", NON_NEGATIVE)
+    retrain_epochs: float = spec(1.0, "retraining after each pruning step", NON_NEGATIVE)
+    final_epochs: float = spec(0.0, "fine-tuning of the final model", NON_NEGATIVE)
+    area_steps: int = spec(0, "partial-area convolution iterations (Algorithm 2), conv nets "
+                           "only", NON_NEGATIVE)
+    prune_samples: int | None = spec(None, "pruning stops once it has used this many samples",
+                                     Allowed(0, optional=True))
+    anneal_epochs: float = spec(0.0, "training at a decaying rate once growth ends, before "
+                                "pruning", NON_NEGATIVE)
 
     def __post_init__(self) -> None:
-        if self.train_limit is not None and self.train_limit < 1:
-            _bad("budget.train_limit", self.train_limit, ">= 1 or None")
-        if self.prune_samples is not None and self.prune_samples < 0:
-            _bad("budget.prune_samples", self.prune_samples, ">= 0 or None")
-        for name in ("warmup_epochs", "growth_epochs", "retrain_epochs", "final_epochs",
-                     "anneal_epochs"):
-            if not getattr(self, name) >= 0:
-                _bad(f"budget.{name}", getattr(self, name), ">= 0")
-        for name in ("growth_steps", "prune_steps", "area_steps"):
-            if getattr(self, name) < 0:
-                _bad(f"budget.{name}", getattr(self, name), ">= 0")
+        check(self, prefix="budget.")
 
 
 BUDGETS: dict[str, Budget] = {
@@ -65,115 +69,98 @@ BUDGETS: dict[str, Budget] = {
 }
 
 
-def _bad(name: str, value: object, allowed: str) -> None:
-    raise ValueError(f"{name}={value!r} is out of range: allowed {allowed}")
-
-
 @dataclass(frozen=True)
 class SynthesisConfig:
-    """Everything that determines one synthesis run (besides the data files)."""
+    """Everything that determines one synthesis run (besides the data files). Each field's
+    help and allowed values are its spec (``config_fields.spec``): ``__post_init__`` checks
+    them, and ``python -m nest_core`` has a flag for each."""
 
-    model: str
-    ratio: float = 0.5  # seed width ratio r (create() fills in the model's, DEFAULT_RATIO)
-    density: float = 0.1
-    alpha: float = 0.3  # birth strength of grown neurons (Algorithm 1)
-    beta: float = 0.1  # growth ratio: share of bridging-gradient pairs a neuron connects
-    seed: int = 0
-    method: str = "nest"
-    budget: str = "quick"
-    budget_spec: Budget = field(default_factory=Budget)
-    target_error: float = -1.0  # validation error the growth phase aims at; < 0: model default
-    dataset: str = "mnist"
-    image_size: int = 0  # images resized to image_size x image_size; 0: the dataset's own
-    batch_norm: bool = False
-    distortion: bool = True  # affine-distorted training images, as in the paper
-    optimizer: str = "adam"
-    lr: float = 3e-3
-    batch_size: int = 128
-    grad_samples: int = 10000  # training samples over which growth gradients are summed
-    growth_patience: int = 3  # growth ends after this many steps without a new best val error
-    # growth training: "phase" (one half-cosine lr -> lr/20 over the growth budget; the next
-    # growth step once validation error stops improving), "cosine" (each step up to
-    # growth_epochs on its own half-cosine) or "plateau" (constant lr following the gap to
-    # the target, next step on a plateau)
-    growth_schedule: str = "phase"
-    growth_decay: bool = True  # growth amounts shrink with the gap to the target
-    keep_optimizer: bool = True  # one optimizer for the run (False: a fresh one per call)
-    eval_epochs: float = 0.25  # epochs of training between validation checks
-    growth_average: float = 0.0  # growth checks also read an EMA of the weights (decay/step)
-    plateau_patience: int = 3  # checks without a new best val error: a plateau (grow again)
-    prune_lr: float = 0.3  # learning rate of pruning and fine-tuning, as a share of lr
-    prune_lr_cap: float = 0.0  # pruning's rate <= this x the rate growth ended at (0: no cap)
-    prune_schedule: str = "constant"  # retraining per pruning step: "constant" or "cosine"
-    connection_growth: float = 0.5  # Policy 1: connections added per layer, share of active
-    connection_birth: float = 0.1  # Policy 1: mean |w| of new connections / mean |W| of layer
-    neurons_per_step: int = 10  # Algorithm 1: neurons added per hidden layer per growth step
-    neuron_grad_samples: int = 2000  # Algorithm 1: samples G is summed over, per neuron
-    maps_per_step: int = 2  # Policy 3: feature maps added per conv layer per growth step
-    map_candidates: int = 10  # Policy 3: K candidate kernel sets tried per new map
-    area_gamma: float = 0.1  # Algorithm 2: percentile of contributions masked per iteration
-    prune_fraction: float = 0.2  # Policy 4: share of each layer's active weights pruned per step
-    min_prune_fraction: float = 0.02  # the step is halved on failure until it falls below this
-    prune_recovery: float = 1.0  # after an accepted step the share grows by this factor
-    prune_tolerance: float = 0.0  # the final validation error <= reference + tolerance
-    prune_slack: float = 0.002  # a pruning step may end this far above; fine-tuning recovers
-    prune_flops: bool = False  # Policy 4: also balance per-layer shares by FLOPs, not weights only
-    neuron_threshold: float = 0.0  # prune neurons whose mean |output| on validation is <= this
-    distill: bool = False  # adaptive baseline: add a distillation loss from a dense teacher
+    model: str = field(metadata={"help": "seed architecture (the CLI's positional argument)",
+                                 "flag": False})
+    ratio: float = spec(0.5, "seed width ratio r (create() fills in the model's: 0.4 for "
+                        "lenet300, else 0.5)", Allowed(0, 2, lo_open=True))
+    density: float = spec(0.1, "seed connection density d (create() fills in the model's: 0.3 "
+                          "for alexnet, vgg16, resnet50, else 0.1)", Allowed(0, 1, lo_open=True))
+    alpha: float = spec(0.3, "birth strength of grown neurons (Algorithm 1)", NON_NEGATIVE)
+    beta: float = spec(0.1, "growth ratio: share of bridging-gradient pairs a neuron connects",
+                       Allowed(0, 1, lo_open=True))
+    seed: int = spec(0, "random seed of the run")
+    method: str = spec("nest", "synthesis method", Allowed(choices=METHODS))
+    budget: str = spec("quick", "budget preset (custom: budget_spec given)",
+                       Allowed(choices=(*BUDGETS, "custom")))
+    budget_spec: Budget = spec(Budget, "the budget itself (from the preset)", flag=False)
+    target_error: float = spec(-1.0, "validation error growth aims at (< 0: the model's)",
+                               Allowed(hi=1, hi_open=True, note="not 0; < 0: the model's"))
+    dataset: str = spec("mnist", "dataset name (nest_core.data.DATASETS)")
+    image_size: int = spec(0, "images resized to N x N (0: the dataset's own size)",
+                           NON_NEGATIVE)
+    batch_norm: bool = spec(False, "batch norm after each layer")
+    distortion: bool = spec(True, "affine-distorted training images, as in the paper")
+    optimizer: str = spec("adam", "adam, or sgd (momentum 0.9)", Allowed(choices=OPTIMIZERS))
+    lr: float = spec(3e-3, "learning rate", Allowed(0, 10, lo_open=True))
+    batch_size: int = spec(128, "training batch size", AT_LEAST_ONE)
+    grad_samples: int = spec(10000, "training samples over which growth gradients are summed",
+                             AT_LEAST_ONE)
+    growth_patience: int = spec(3, "growth ends after this many steps without a new best val "
+                                "error (0: off)", NON_NEGATIVE)
+    growth_schedule: str = spec(
+        "phase", "growth training: phase (one half-cosine lr -> lr/20 over the growth budget; "
+        "the next step once validation error stops improving), cosine (each step up to "
+        "growth_epochs on its own half-cosine) or plateau (constant lr following the gap to "
+        "the target, next step on a plateau)", Allowed(choices=("phase", "cosine", "plateau")))
+    growth_decay: bool = spec(True, "growth amounts shrink with the gap to the target")
+    keep_optimizer: bool = spec(True, "one optimizer for the run (off: a fresh one per call)")
+    eval_epochs: float = spec(0.25, "epochs of training between validation checks",
+                              Allowed(0, 100, lo_open=True))
+    growth_average: float = spec(0.0, "growth checks also read an EMA of the weights "
+                                 "(decay per step)", Allowed(0, 1, hi_open=True, note="0: off"))
+    plateau_patience: int = spec(3, "checks without a new best val error: a plateau (grow "
+                                 "again)", AT_LEAST_ONE)
+    prune_lr: float = spec(0.3, "learning rate of pruning and fine-tuning, as a share of lr",
+                           SHARE)
+    prune_lr_cap: float = spec(0.0, "pruning's rate <= this x the rate growth ended at",
+                               Allowed(0, 100, note="0: no cap"))
+    prune_schedule: str = spec("constant", "retraining per pruning step: constant or cosine",
+                               Allowed(choices=("constant", "cosine")))
+    connection_growth: float = spec(0.5, "Policy 1: connections added per layer, share of "
+                                    "active", SHARE)
+    connection_birth: float = spec(0.1, "Policy 1: mean |w| of new connections / mean |W| of "
+                                   "the layer", NON_NEGATIVE)
+    neurons_per_step: int = spec(10, "Algorithm 1: neurons added per hidden layer per growth "
+                                 "step", NON_NEGATIVE)
+    neuron_grad_samples: int = spec(2000, "Algorithm 1: samples G is summed over, per neuron",
+                                    AT_LEAST_ONE)
+    maps_per_step: int = spec(2, "Policy 3: feature maps added per conv layer per growth step",
+                              NON_NEGATIVE)
+    map_candidates: int = spec(10, "Policy 3: K candidate kernel sets tried per new map",
+                               AT_LEAST_ONE)
+    area_gamma: float = spec(0.1, "Algorithm 2: percentile of contributions masked per "
+                             "iteration", Allowed(0, 1, lo_open=True, hi_open=True))
+    prune_fraction: float = spec(0.2, "Policy 4: share of each layer's active weights pruned "
+                                 "per step", SHARE)
+    min_prune_fraction: float = spec(0.02, "the step is halved on failure until it falls "
+                                     "below this", SHARE)
+    prune_recovery: float = spec(1.0, "after an accepted step the share grows by this factor",
+                                 Allowed(1, 4))
+    prune_tolerance: float = spec(0.0, "the final validation error <= reference + this",
+                                  NON_NEGATIVE)
+    prune_slack: float = spec(0.002, "a pruning step may end this far above the reference; "
+                              "fine-tuning recovers", NON_NEGATIVE)
+    prune_flops: bool = spec(False, "Policy 4: also balance per-layer shares by FLOPs, not "
+                             "weights only")
+    neuron_threshold: float = spec(0.0, "prune neurons whose mean |output| on validation is "
+                                   "<= this", NON_NEGATIVE)
+    distill: bool = spec(False, "adaptive baseline: add a distillation loss from a dense "
+                         "teacher")
 
     def __post_init__(self) -> None:
         from nest_core.models.seeds import SEEDS  # local import: models does not depend on config
 
         if self.model not in SEEDS:
-            _bad("model", self.model, f"one of {sorted(SEEDS)}")
-        if not 0 < self.ratio <= 2:
-            _bad("ratio", self.ratio, "0 < ratio <= 2")
-        if not 0 < self.density <= 1:
-            _bad("density", self.density, "0 < density <= 1")
-        if not self.alpha >= 0:
-            _bad("alpha", self.alpha, "alpha >= 0")
-        if not 0 < self.beta <= 1:
-            _bad("beta", self.beta, "0 < beta <= 1")
-        if self.method not in METHODS:
-            _bad("method", self.method, f"one of {list(METHODS)}")
-        if self.budget not in BUDGETS and self.budget != "custom":
-            _bad("budget", self.budget, f"one of {list(BUDGETS)}")
-        if self.optimizer not in OPTIMIZERS:
-            _bad("optimizer", self.optimizer, f"one of {list(OPTIMIZERS)}")
-        if not (self.target_error < 0 or 0 < self.target_error < 1):
-            _bad("target_error", self.target_error, "0 < target_error < 1")
-        for name in ("lr", "connection_growth", "prune_fraction", "min_prune_fraction"):
-            if not 0 < getattr(self, name) <= (10 if name == "lr" else 1):
-                _bad(name, getattr(self, name), "in (0, 1]" if name != "lr" else "in (0, 10]")
-        if self.growth_schedule not in ("phase", "cosine", "plateau"):
-            _bad("growth_schedule", self.growth_schedule, "'phase', 'cosine' or 'plateau'")
-        if self.prune_schedule not in ("constant", "cosine"):
-            _bad("prune_schedule", self.prune_schedule, "'constant' or 'cosine'")
-        if not 0 < self.eval_epochs <= 100:
-            _bad("eval_epochs", self.eval_epochs, "0 < eval_epochs <= 100")
-        if not 0 <= self.growth_average < 1:
-            _bad("growth_average", self.growth_average, "0 <= growth_average < 1 (0: off)")
-        if self.plateau_patience < 1:
-            _bad("plateau_patience", self.plateau_patience, ">= 1")
-        if not 0 < self.prune_lr <= 1:
-            _bad("prune_lr", self.prune_lr, "0 < prune_lr <= 1")
-        if not 0 <= self.prune_lr_cap <= 100:
-            _bad("prune_lr_cap", self.prune_lr_cap, "0 <= prune_lr_cap <= 100 (0: no cap)")
-        if not 1 <= self.prune_recovery <= 4:
-            _bad("prune_recovery", self.prune_recovery, "1 <= prune_recovery <= 4")
-        if not 0 < self.area_gamma < 1:
-            _bad("area_gamma", self.area_gamma, "0 < area_gamma < 1")
-        if self.image_size < 0:
-            _bad("image_size", self.image_size, ">= 0 (0: the dataset's own size)")
-        for name in ("batch_size", "grad_samples", "neuron_grad_samples", "map_candidates"):
-            if getattr(self, name) < 1:
-                _bad(name, getattr(self, name), ">= 1")
-        for name in ("connection_birth", "prune_tolerance", "prune_slack", "neuron_threshold"):
-            if not getattr(self, name) >= 0:
-                _bad(name, getattr(self, name), ">= 0")
-        for name in ("neurons_per_step", "maps_per_step", "growth_patience"):
-            if getattr(self, name) < 0:
-                _bad(name, getattr(self, name), ">= 0")
+            bad("model", self.model, f"one of {sorted(SEEDS)}")
+        check(self)
+        if self.target_error == 0:
+            bad("target_error", self.target_error, "0 < target_error < 1 (< 0: the model's)")
 
     @classmethod
     def create(cls, **kwargs) -> SynthesisConfig:
@@ -186,7 +173,7 @@ class SynthesisConfig:
         budget = kwargs.get("budget", "quick")
         if "budget_spec" not in kwargs:
             if budget not in BUDGETS:
-                _bad("budget", budget, f"one of {list(BUDGETS)}")
+                bad("budget", budget, f"one of {list(BUDGETS)}")
             kwargs["budget_spec"] = BUDGETS[budget]
         elif isinstance(kwargs["budget_spec"], dict):
             kwargs["budget_spec"] = Budget(**kwargs["budget_spec"])

@@ -1,27 +1,79 @@
-"""Every default of ``python -m nest_core`` equals the library's (one source of config)."""
+"""``python -m nest_core`` is generated from ``SynthesisConfig``: one flag per field, named
+after it, with the field's help and allowed values; unset flags leave the library's defaults
+(one source of config)."""
 
 from __future__ import annotations
 
 from dataclasses import fields
 
-from nest_core.__main__ import parse_args
-from nest_core.config import DEFAULT_RATIO, SynthesisConfig
+import pytest
 
-# flag destination -> SynthesisConfig field, where the names differ or the CLI has no default
-SAME = ("alpha", "beta", "method", "target_error", "budget", "batch_norm", "distortion",
-        "distill", "area_gamma", "optimizer", "lr", "prune_tolerance", "prune_flops",
-        "growth_patience", "dataset", "image_size", "seed")
+from nest_core.__main__ import config_flags, parse_args
+from nest_core.config import DEFAULT_RATIO, Budget, SynthesisConfig
+
+# the flags users know, from before the CLI was generated: their names stay
+KNOWN_FLAGS = ("--ratio", "--density", "--alpha", "--beta", "--method", "--target-error",
+               "--budget", "--batch-norm", "--distortion", "--no-distortion", "--distill",
+               "--area-gamma", "--area-steps", "--optimizer", "--lr", "--prune-tolerance",
+               "--prune-flops", "--growth-patience", "--dataset", "--data-dir", "--image-size",
+               "--val-fraction", "--seed", "--device", "--out", "--quiet", "--set")
 
 
 def test_cli_defaults_are_the_library_defaults():
-    args = vars(parse_args(["lenet300", "--out", "unused"]))
-    library = {f.name: f.default for f in fields(SynthesisConfig)}
-    for name in SAME:
-        assert args[name] == library[name], name
-    # unset on the command line: the library fills them in per model
-    assert args["ratio"] is None and args["density"] is None
-    cfg = SynthesisConfig.create(model="lenet300", ratio=args["ratio"], density=args["density"])
-    assert cfg.ratio == DEFAULT_RATIO["lenet300"] and cfg.density == 0.1
+    args = parse_args(["lenet300", "--out", "unused"])
+    assert config_flags(args) == {"model": "lenet300"}  # nothing restated by the CLI
+    cfg = SynthesisConfig.create(**config_flags(args))
+    assert cfg == SynthesisConfig.create(model="lenet300")
+    assert cfg.ratio == DEFAULT_RATIO["lenet300"] and cfg.density == 0.1  # the library's
+
+
+def test_every_field_has_a_flag_help_and_a_spec():
+    flagged = [f for f in fields(SynthesisConfig) if f.metadata.get("flag", True)]
+    assert {f.name for f in fields(SynthesisConfig)} - {f.name for f in flagged} == {
+        "model", "budget_spec"}
+    for f in [*fields(SynthesisConfig), *fields(Budget)]:
+        assert f.metadata.get("help"), f.name
+    argv = ["lenet300", "--out", "unused"]
+    for f in flagged:
+        value = not f.default if isinstance(f.default, bool) else f.default
+        flag = "--" + f.name.replace("_", "-")
+        extra = ([flag] if value else [f"--no-{flag[2:]}"]) if isinstance(value, bool) else [
+            flag, str(value)]
+        assert config_flags(parse_args(argv + extra))[f.name] == value, f.name
+
+
+@pytest.mark.parametrize("flag", KNOWN_FLAGS)
+def test_flag_names_stay(flag, capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_args(["--help"])
+    assert info.value.code == 0 and flag in capsys.readouterr().out
+
+
+def test_flags_are_validated_by_the_config(capsys, tmp_path):
+    from nest_core.__main__ import main
+
+    out = tmp_path / "run"
+    for argv, message in ((["--ratio", "3"], "ratio=3.0 is out of range: allowed 0 < ratio <= 2"),
+                          (["--optimizer", "rmsprop"], "one of ['adam', 'sgd']"),
+                          (["--growth-average", "1"], "0 <= growth_average < 1 (0: off)"),
+                          (["--lr", "nan"], "lr=nan is out of range")):
+        assert main(["lenet300", "--out", str(out), *argv]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+def test_config_checks_types_and_ranges_of_every_spec():
+    for bad, message in (({"neurons_per_step": 2.5}, "neurons_per_step=2.5 is out of range: "
+                                                     "allowed an integer"),
+                         ({"distortion": 1}, "allowed a boolean"),
+                         ({"lr": "0.1"}, "allowed a number"),
+                         ({"target_error": 0.0}, "target_error=0.0")):
+        with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+            SynthesisConfig.create(model="lenet300", **bad)
+    with pytest.raises(ValueError, match="budget.prune_samples=-1"):
+        Budget(prune_samples=-1)
+    assert Budget(train_limit=None).train_limit is None
 
 
 def test_set_passes_any_field_and_rejects_bad_pairs(capsys, tmp_path):
