@@ -22,7 +22,7 @@ from nest_core.data import ImageData, Split
 from nest_core.measures import count_params
 from nest_core.models.seeds import Architecture, SeedNet, build_seed, seed_architecture
 from nest_core.nn.layers import masked_layers
-from nest_core.training.trainer import train_samples
+from nest_core.training.trainer import TrainSpec, train_samples
 from tests.conftest import toy_data
 
 TINY = Budget(train_limit=2000, warmup_epochs=0.5, growth_steps=1, growth_epochs=0.5,
@@ -125,12 +125,12 @@ def test_learned_thresholds_move_up_and_prune_on_a_tiny_problem():
     data, g = toy_data(512), torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     net = build_seed(seed_architecture("lenet300", 0.05), 1.0, g)  # 784-15-5-10
-    train_samples(net, data, 1024, "adam", 1e-3, 64, g)
+    train_samples(net, data, 1024, TrainSpec("adam", 1e-3, 64), g)
     starts = [float(layer.weight.detach().abs()[layer.mask].min())
               for _, layer in masked_layers(net)]
     before = _masks(net)
     ce = lambda logits, x, y: F.cross_entropy(logits, y)  # noqa: E731
-    seen, thresholds = learn_thresholds(net, data, 1024, ce, 100.0, "adam", 1e-3, 64, g)
+    seen, thresholds = learn_thresholds(net, data, 1024, ce, 100.0, TrainSpec("adam", 1e-3, 64), g)
     assert seen == 1024
     assert all(t > s for t, s in zip(thresholds, starts))  # the regulariser pushed them up
     removed = harden(net, thresholds)

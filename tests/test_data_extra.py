@@ -16,6 +16,7 @@ from nest_core.data import (
 )
 from nest_core.training.trainer import (
     NonFiniteLossError,
+    TrainSpec,
     cpu_has_bf16,
     error_rate,
     train_samples,
@@ -79,7 +80,7 @@ def test_synthetic_is_learnable():
     data = load_dataset("synthetic", device="cpu")
     net = _linear(data.image_shape)
     assert error_rate(net, data.val) > 0.6
-    train_samples(net, data, 1024, "adam", 3e-3, 64, torch.Generator().manual_seed(0))
+    train_samples(net, data, 1024, TrainSpec("adam", 3e-3, 64), torch.Generator().manual_seed(0))
     assert error_rate(net, data.val) < 0.4  # chance is 0.9
 
 
@@ -182,7 +183,8 @@ def test_folder_persistent_worker_survives_cut_epochs(image_root):
 def test_folder_trains(image_root):
     data = _folder(image_root)
     net = _linear(data.image_shape, data.num_classes)
-    seen = train_samples(net, data, 25, "adam", 1e-2, 4, torch.Generator().manual_seed(0))
+    seen = train_samples(net, data, 25, TrainSpec("adam", 1e-2, 4),
+                         torch.Generator().manual_seed(0))
     assert seen == 28 and 0 <= error_rate(net, data.test) <= 1
 
 
@@ -225,8 +227,8 @@ def test_amp_follows_the_hardware_and_decisions_stay_float32():
     net = _linear(data.image_shape)
     assert not use_amp(net, False)
     assert use_amp(net, True) == cpu_has_bf16()
-    train_samples(net, data, 256, "sgd", 0.05, 32, torch.Generator().manual_seed(3),
-                  AffineDistortion(), amp=True)
+    train_samples(net, data, 256, TrainSpec("sgd", 0.05, 32, AffineDistortion(), amp=True),
+                  torch.Generator().manual_seed(3))
     assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in net.parameters())
     with torch.no_grad():  # error_rate defaults to float32: the same as a plain forward
         wrong = (net(data.val.x).argmax(1) != data.val.y).float().mean().item()
@@ -239,7 +241,7 @@ def test_non_finite_loss_still_raises():
     with torch.no_grad():
         net[1].bias.fill_(float("nan"))
     with pytest.raises(NonFiniteLossError):
-        train_samples(net, data, 64, "adam", 1e-3, 32, torch.Generator())
+        train_samples(net, data, 64, TrainSpec("adam", 1e-3, 32), torch.Generator())
 
 
 @pytest.mark.gpu
@@ -248,7 +250,7 @@ def test_cuda_amp_trains():
     data = load_dataset("synthetic", device="cuda")
     net = _linear(data.image_shape).cuda()
     assert use_amp(net) == torch.cuda.is_bf16_supported()
-    train_samples(net, data, 2000, "adam", 3e-3, 64, torch.Generator().manual_seed(0))
+    train_samples(net, data, 2000, TrainSpec("adam", 3e-3, 64), torch.Generator().manual_seed(0))
     assert net[1].weight.dtype == torch.float32 and error_rate(net, data.val) < 0.4
 
 

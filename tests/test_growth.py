@@ -12,7 +12,7 @@ from nest_core.grow.neurons import add_neuron, bridging_gradient, grow_neurons, 
 from nest_core.measures import count_params
 from nest_core.models.seeds import build_seed, lenet300
 from nest_core.nn.layers import MaskedLinear
-from nest_core.training.trainer import train_samples
+from nest_core.training.trainer import TrainSpec, train_samples
 
 from .conftest import toy_data
 
@@ -74,7 +74,7 @@ def test_algorithm1_hand_computed_2x3():
 def _trained_toy_net():
     data = toy_data(512, seed=1)
     net = build_seed(lenet300(0.05), 0.3, torch.Generator().manual_seed(0))
-    train_samples(net, data, 512, "adam", 3e-3, 64, torch.Generator().manual_seed(0))
+    train_samples(net, data, 512, TrainSpec("adam", 3e-3, 64), torch.Generator().manual_seed(0))
     return net, data
 
 
@@ -112,7 +112,8 @@ def test_grown_neuron_lowers_batch_loss_more_than_random_toy():
 
 def test_grown_neuron_lowers_batch_loss_mnist(mnist_small):
     net = build_seed(lenet300(0.2), 0.1, torch.Generator().manual_seed(0))
-    train_samples(net, mnist_small, 2000, "adam", 1e-3, 128, torch.Generator().manual_seed(0))
+    train_samples(net, mnist_small, 2000, TrainSpec("adam", 1e-3, 128),
+                  torch.Generator().manual_seed(0))
     x, y = mnist_small.train.x[:1000], mnist_small.train.y[:1000]
     for layer in (0, 1):  # the default birth strength on real digits
         _check_descent(net, x, y, layer, alpha=0.3)

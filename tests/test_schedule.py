@@ -18,7 +18,7 @@ from nest_core.measures import count_params
 from nest_core.models.seeds import build_seed, lenet300
 from nest_core.nn.layers import masked_layers
 from nest_core.nn.masks import prune_mask
-from nest_core.training.trainer import Trainer, make_optimizer
+from nest_core.training.trainer import Trainer, TrainSpec, make_optimizer
 
 from .conftest import resumed_copy
 
@@ -53,7 +53,7 @@ def test_optimizer_state_follows_neuron_and_connection_growth_and_pruning():
     g = torch.Generator().manual_seed(1)
     net = _net()
     batches = _adam_step(net, make_optimizer(net, "adam", 1e-2), g)  # a warm net
-    trainer = Trainer(net, _FakeData(batches[0]), "adam", 1e-2, 16, g)
+    trainer = Trainer(net, _FakeData(batches[0]), TrainSpec("adam", 1e-2, 16), g)
     trainer.train(16)
     before = {n: {k: v.clone() for k, v in trainer.opt.state[p].items()}
               for n, p in net.named_parameters()}

@@ -90,10 +90,10 @@ def train_distilled(synth: Synthesis, epochs: float, kind: str,
         return False
     if isinstance(lr_scale, tuple):
         lr_scale = lr_scale[0]
-    net, cfg = synth.net, synth.cfg
+    net = synth.net
     synth.samples[kind] += train_with_loss(
         net, synth.data, synth._epochs(epochs), lambda x, y: task_loss(synth, net(x), x, y),
-        cfg.optimizer, cfg.lr * lr_scale, cfg.batch_size, synth.generator, synth.distortion)
+        synth.spec.at(synth.cfg.lr * lr_scale), synth.generator)
     return True
 
 
@@ -104,8 +104,8 @@ def cold_start(synth: Synthesis) -> None:
     if cfg.distill:
         teacher = copy.deepcopy(synth.net)
         synth.samples["growth"] += train_samples(
-            teacher, synth.data, synth._epochs(pre_pruning_epochs(synth)), cfg.optimizer,
-            cfg.lr, cfg.batch_size, synth.generator, synth.distortion)
+            teacher, synth.data, synth._epochs(pre_pruning_epochs(synth)), synth.spec,
+            synth.generator)
         synth.teacher = teacher.eval()
         synth._log("teacher", detail=f"dense teacher, val error "
                                      f"{error_rate(teacher, synth.data.val):.4f}")
@@ -136,8 +136,7 @@ def learn_and_harden(synth: Synthesis) -> None:
     seen, thresholds = learn_thresholds(
         synth.net, synth.data, synth._epochs(synth.budget.retrain_epochs),
         lambda logits, x, y: task_loss(synth, logits, x, y),
-        REG_PER_FRACTION * synth.prune_fraction, cfg.optimizer, cfg.lr * 0.5,
-        cfg.batch_size, synth.generator, synth.distortion,
+        REG_PER_FRACTION * synth.prune_fraction, synth.spec.at(cfg.lr * 0.5), synth.generator,
         max_move=MOVE_PER_FRACTION * synth.prune_fraction)
     synth.samples["pruning"] += seen
     names = display_names(synth.net)

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nest_core.data import AffineDistortion, ImageData
-from nest_core.training.trainer import Objective, Trainer
+from nest_core.data import ImageData
+from nest_core.training.trainer import Objective, Trainer, TrainSpec
 
 TEMPERATURE = 4.0
 WEIGHT = 0.5
@@ -37,12 +37,11 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, y: torch.Ten
 
 
 def train_with_loss(model: nn.Module, data: ImageData, samples: int, loss_fn: LossFn,
-                    optimizer: str, lr: float, batch_size: int, generator: torch.Generator,
-                    distortion: AffineDistortion | None = None,
+                    spec: TrainSpec, generator: torch.Generator,
                     extra: torch.optim.Optimizer | None = None) -> int:
     """``train.train_samples`` with ``loss_fn(x, y)`` in place of cross entropy (the same
     loop: epochs, half-cosine decay to lr/20, autocast where the hardware has it, mask
     enforcement); ``extra`` is stepped alongside at its own learning rate. Returns samples
     seen."""
-    trainer = Trainer(model, data, optimizer, lr, batch_size, generator, distortion)
-    return trainer.train(samples, (lr, lr / 20), loss_fn, extra)
+    trainer = Trainer(model, data, spec, generator)
+    return trainer.train(samples, (spec.lr, spec.lr / 20), loss_fn, extra)

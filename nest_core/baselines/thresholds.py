@@ -15,8 +15,8 @@ Assumed: the paper learns thresholds with a reinforcement-learning-inspired rule
 specify further; this is the gradient form of the same idea (a soft-threshold mask with an L0
 -style penalty); the temperature 0.1 s_l and the bounded Adam steps are chosen here.
 
->>> seen, thresholds = learn_thresholds(net, data, 5000, ce_loss, reg=1.0, optimizer="adam",
-...                                     lr=1e-3, batch_size=128, generator=g)  # doctest: +SKIP
+>>> seen, thresholds = learn_thresholds(net, data, 5000, ce_loss, reg=1.0,
+...                                     spec=TrainSpec(lr=1e-3), generator=g)  # doctest: +SKIP
 >>> removed = harden(net, thresholds)  # doctest: +SKIP
 """
 
@@ -29,10 +29,11 @@ import torch
 from torch.func import functional_call
 
 from nest_core.baselines.distill import train_with_loss
-from nest_core.data import AffineDistortion, ImageData
+from nest_core.data import ImageData
 from nest_core.models.seeds import Net
 from nest_core.nn.layers import masked_layers
 from nest_core.nn.masks import prune_mask
+from nest_core.training.trainer import TrainSpec
 
 SOFTNESS = 0.1  # sigmoid temperature, in units of the layer's active-weight std
 
@@ -58,8 +59,7 @@ def _start(layer) -> tuple[float, float]:
 
 
 def learn_thresholds(net: Net, data: ImageData, samples: int, task_loss: TaskLoss,
-                     reg: float, optimizer: str, lr: float, batch_size: int,
-                     generator: torch.Generator, distortion: AffineDistortion | None = None,
+                     reg: float, spec: TrainSpec, generator: torch.Generator,
                      max_move: float = 1.0) -> tuple[int, list[float]]:
     """Train ``net`` for ``samples`` samples under learnable per-layer thresholds and the
     sparsity regulariser ``reg``; returns (samples seen, each masked layer's threshold)."""
@@ -81,9 +81,9 @@ def learn_thresholds(net: Net, data: ImageData, samples: int, task_loss: TaskLos
         logits = functional_call(net, weights, (x,))
         return task_loss(logits, x, y) + reg * kept / total
 
-    extra = torch.optim.Adam([tau], lr=max_move / max(1, math.ceil(samples / batch_size)))
-    seen = train_with_loss(net, data, samples, loss_fn, optimizer, lr, batch_size, generator,
-                           distortion, extra)
+    steps = max(1, math.ceil(samples / spec.batch_size))
+    extra = torch.optim.Adam([tau], lr=max_move / steps)
+    seen = train_with_loss(net, data, samples, loss_fn, spec, generator, extra)
     return seen, (t0 + tau.detach() * scale).tolist()
 
 

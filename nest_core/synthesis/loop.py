@@ -26,7 +26,7 @@ from nest_core.synthesis.history import Event
 from nest_core.synthesis.methods import Method, method_named
 from nest_core.synthesis.pruning_stage import cosine
 from nest_core.synthesis.result import build_result
-from nest_core.training.trainer import Trainer, error_rate
+from nest_core.training.trainer import Trainer, TrainSpec, error_rate
 from nest_core.training.weight_average import WeightAverage
 
 StepCallback = Callable[[dict, "Synthesis"], None]
@@ -60,8 +60,8 @@ class Synthesis:
         self.candidates: list[tuple] = []  # smaller ones above the reference, within the slack
         self.lr_scale = 1.0  # the share of cfg.lr the last training ended at
         self.distortion = AffineDistortion() if cfg.distortion else None
-        self.trainer = Trainer(self.net, data, cfg.optimizer, cfg.lr, cfg.batch_size,
-                               self.generator, self.distortion)
+        self.spec = TrainSpec(cfg.optimizer, cfg.lr, cfg.batch_size, self.distortion)
+        self.trainer = Trainer(self.net, data, self.spec, self.generator)
         self.average = WeightAverage(cfg.growth_average) if cfg.growth_average else None
 
     # ---- bookkeeping -------------------------------------------------------------------
@@ -79,8 +79,7 @@ class Synthesis:
         if self.method.train is not None and self.method.train(self, epochs, kind, lr_scale):
             return
         if self.trainer.model is not self.net:  # a method replaced the network outright
-            self.trainer = Trainer(self.net, self.data, self.cfg.optimizer, self.cfg.lr,
-                                   self.cfg.batch_size, self.generator, self.distortion)
+            self.trainer = Trainer(self.net, self.data, self.spec, self.generator)
         lr = (tuple(self.cfg.lr * s for s in lr_scale) if isinstance(lr_scale, tuple)
               else self.cfg.lr * lr_scale)
         self.lr_scale = lr_scale[-1] if isinstance(lr_scale, tuple) else lr_scale
@@ -94,8 +93,7 @@ class Synthesis:
         """The network's structure or masks changed: the optimizer follows it (or, without
         ``keep_optimizer``, a fresh one starts, as before the synthesis-quality issue)."""
         if not self.cfg.keep_optimizer:
-            self.trainer = Trainer(self.net, self.data, self.cfg.optimizer, self.cfg.lr,
-                                   self.cfg.batch_size, self.generator, self.distortion)
+            self.trainer = Trainer(self.net, self.data, self.spec, self.generator)
             return
         self.trainer.sync(self.net)
 

@@ -15,6 +15,7 @@ import contextlib
 import functools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -93,18 +94,33 @@ def _optimizer(model: nn.Module, kind: str, lr: float) -> torch.optim.Optimizer:
     return opt
 
 
+@dataclass(frozen=True)
+class TrainSpec:
+    """How a network trains: the optimizer (adam, or sgd with momentum 0.9), its base rate,
+    the batch, the training images' distortion and bfloat16 autocast where the hardware has
+    it. A call gives the schedule (a constant rate or a half-cosine) and the loss."""
+
+    optimizer: str = "adam"
+    lr: float = 3e-3
+    batch_size: int = 128
+    distortion: AffineDistortion | None = None
+    amp: bool = True
+
+    def at(self, lr: float) -> TrainSpec:
+        """The same spec at base rate ``lr``."""
+        return replace(self, lr=lr)
+
+
 class Trainer:
     """One optimizer kept across calls (growth and pruning re-point it with ``sync``), a
     training loop over the in-memory data, bfloat16 autocast where the hardware has it and
     channels_last inputs for conv nets. Evaluation (``error_rate``) stays in float32."""
 
-    def __init__(self, model: nn.Module, data: ImageData | FolderData, optimizer: str,
-                 lr: float, batch_size: int, generator: torch.Generator,
-                 distortion: AffineDistortion | None = None, amp: bool = True) -> None:
-        self.model, self.data, self.kind, self.lr = model, data, optimizer, lr
-        self.batch_size, self.generator, self.distortion = batch_size, generator, distortion
-        self.amp = amp
-        self.opt = _optimizer(model, optimizer, lr)
+    def __init__(self, model: nn.Module, data: ImageData | FolderData, spec: TrainSpec,
+                 generator: torch.Generator) -> None:
+        self.model, self.data, self.spec, self.generator = model, data, spec, generator
+        self.lr, self.batch_size = spec.lr, spec.batch_size
+        self.opt = _optimizer(model, spec.optimizer, spec.lr)
         self.names, self.masks = param_names(model), masks(model)
         self._hook = attach_mask_enforcer(self.opt, model)
 
@@ -151,13 +167,13 @@ class Trainer:
         end = self.lr if end is None else end
         steps = max(1, math.ceil(samples / self.batch_size))
         model, opt = self.model, self.opt
-        mixed = use_amp(model, self.amp)
+        mixed = use_amp(model, self.spec.amp)
         device_type = next(model.parameters()).device.type
         optimizers = [opt] if extra is None else [opt, extra]
         model.train()
         seen, step = 0, 0
         while seen < samples:
-            for x, y in self.data.batches(self.batch_size, self.generator, self.distortion):
+            for x, y in self.data.batches(self.batch_size, self.generator, self.spec.distortion):
                 if seen >= samples:
                     break
                 scale = 0.5 * (1 + math.cos(math.pi * step / steps))
@@ -183,22 +199,12 @@ class Trainer:
         return seen
 
 
-def train_samples(
-    model: nn.Module,
-    data: ImageData | FolderData,
-    samples: int,
-    optimizer: str,
-    lr: float,
-    batch_size: int,
-    generator: torch.Generator,
-    distortion: AffineDistortion | None = None,
-    cosine: bool = True,
-    amp: bool = True,
-) -> int:
+def train_samples(model: nn.Module, data: ImageData | FolderData, samples: int,
+                  spec: TrainSpec, generator: torch.Generator, cosine: bool = True) -> int:
     """Train with a fresh optimizer on ``samples`` samples; the learning rate decays on a
     half cosine to lr/20 when ``cosine``. Returns samples seen."""
-    trainer = Trainer(model, data, optimizer, lr, batch_size, generator, distortion, amp)
-    return trainer.train(samples, (lr, lr / 20) if cosine else lr)
+    lr = spec.lr
+    return Trainer(model, data, spec, generator).train(samples, (lr, lr / 20) if cosine else lr)
 
 
 @torch.no_grad()
