@@ -47,14 +47,6 @@ class Range:
             points = [self.low + (self.high - self.low) * i / n for i in range(n + 1)]
         return tuple(round(p, 6) for p in points)
 
-    def domain(self) -> Any:
-        """The Ray Tune search domain (OptunaSearch turns it into an Optuna distribution)."""
-        from ray import tune
-
-        if self.log:
-            return tune.loguniform(self.low, self.high)
-        return tune.uniform(self.low, self.high)
-
 
 def parse_range(value: dict, where: str) -> Range:
     """A validated Range from a study mapping; StudyError names the field."""

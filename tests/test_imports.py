@@ -82,3 +82,12 @@ def test_nest_core_imports_no_explorer_ray_optuna_or_pandas():
     offenders = {m: sorted(_external(p) & bad) for m, p in _modules().items()
                  if m.startswith("nest_core") and _external(p) & bad}
     assert not offenders, offenders
+
+
+RAY_MODULES = {"explorer.cluster", "explorer.tune", "explorer.trial"}  # Ray inside functions
+
+
+def test_only_the_ray_modules_of_explorer_import_ray():
+    offenders = {m for m, p in _modules().items()
+                 if m.startswith("explorer") and "ray" in _external(p)}
+    assert offenders == RAY_MODULES, offenders

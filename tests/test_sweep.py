@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from explorer import sweep
+from explorer import sweep, trial
 from explorer import tune as trainable
 from explorer.schema import COMPLETED, HISTORY_COLUMNS, MANIFEST_KEYS, TRIAL_COLUMNS
 from nest_core import load_compact
@@ -181,10 +181,10 @@ def test_bad_study_and_missing_data_exit_2(no_ray, data_dir, tmp_path, capsys, m
 
 
 def test_score_penalises_missed_target():
-    assert trainable.score(1000.0, 0.01, 0.02, "min") == 1000.0
-    assert trainable.score(1000.0, 0.12, 0.02, "min") == pytest.approx(2000.0)
-    assert trainable.score(0.9, 0.12, 0.02, "max") == pytest.approx(0.45)
-    report = trainable.metrics({"final_params": 10, "val_error": 0.5, "x": [1]},
+    assert trial.score(1000.0, 0.01, 0.02, "min") == 1000.0
+    assert trial.score(1000.0, 0.12, 0.02, "min") == pytest.approx(2000.0)
+    assert trial.score(0.9, 0.12, 0.02, "max") == pytest.approx(0.45)
+    report = trial.metrics({"final_params": 10, "val_error": 0.5, "x": [1]},
                                {"final_params": "min", "growth_seconds": "min"}, 0.4, "running")
     assert math.isnan(report["growth_seconds"]) and "x" not in report
     assert report["score_final_params"] == pytest.approx(20.0) and report["status"] == "running"

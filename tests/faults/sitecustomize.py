@@ -74,7 +74,7 @@ def _patch_atomic(module: Any, faults: dict[str, Any]) -> None:
     module._stage = _stage
 
 
-PATCHES = {"explorer.tune": _patch_trainable, "nest_core.atomic": _patch_atomic}
+PATCHES = {"explorer.trial": _patch_trainable, "nest_core.atomic": _patch_atomic}
 
 
 class _Finder(importlib.abc.MetaPathFinder):
