@@ -13,7 +13,7 @@ import setuptools
 import yaml
 
 from explorer.studies import STUDIES_DIR, available_studies, load_study, study_path
-from tests.test_sweep import data_dir  # noqa: F401
+from tests.explorer.test_sweep import data_dir  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -21,9 +21,9 @@ from explorer import tune as trainable
 from explorer.report import build as report
 from explorer.schema import COMPLETED, FAILED
 from explorer.storage import merge_trials
+from tests.explorer.test_sweep import REPO, cli, data_dir, experiment, write_study  # noqa: F401
 from tests.fault_tools import alive, fault_env, read_only, tree
 from tests.idx_data import make_idx_mnist
-from tests.test_sweep import REPO, cli, data_dir, experiment, write_study  # noqa: F401
 
 RESUMED = r"(warmup|growth|pruning|partial_area|final|done) step \d+"
 
@@ -173,7 +173,7 @@ def test_killed_driver_second_driver_ray_cleanup_and_resume(tmp_path: Path, data
 def test_corrupt_trial_files_count_as_unfinished(tmp_path: Path):
     """merge_trials skips torn files; the trial is then run again, never kept twice."""
     from explorer.storage import finished_record, write_trial
-    from tests.test_storage import _record  # a finished trial's record
+    from tests.explorer.test_storage import _record  # a finished trial's record
 
     for ratio in (0.3, 0.6, 0.9):
         rec = _record(ratio)

@@ -9,8 +9,7 @@ import torch
 from nest_core.config import Budget, SynthesisConfig
 from nest_core.nn.layers import MaskedLinear
 from nest_core.training.weight_average import WeightAverage
-
-from .conftest import run_and_resume
+from tests.conftest import run_and_resume
 
 
 def layer(values: list[float], mask: list[bool]) -> MaskedLinear:

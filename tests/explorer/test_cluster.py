@@ -22,8 +22,8 @@ import yaml
 from explorer import cluster as cluster_mod
 from explorer import sweep
 from explorer.schema import COMPLETED, NODE_COLUMNS, TRIAL_COLUMNS
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 HAS_CLIENT = importlib.util.find_spec("grpc") is not None  # Ray Client: pip install ray[client]
 
 

@@ -12,8 +12,7 @@ from nest_core import Synthesis, SynthesisConfig
 from nest_core.__main__ import main
 from nest_core.config import Budget
 from nest_core.measures import count_params
-
-from .conftest import run_and_resume
+from tests.conftest import run_and_resume
 
 TINY = Budget(train_limit=2000, warmup_epochs=1, growth_steps=2, growth_epochs=0.5,
               prune_steps=2, retrain_epochs=0.5, final_epochs=0.5)

@@ -11,8 +11,7 @@ from nest_core.models.seeds import SeedNet, build_seed, lenet300
 from nest_core.prune.dead_units import prune_dead_units
 from nest_core.prune.magnitude import magnitude_prune, smallest_active
 from nest_core.synthesis.compact import compact, load_compact, save_compact
-
-from .conftest import toy_data
+from tests.conftest import toy_data
 
 
 def test_smallest_active_exact():

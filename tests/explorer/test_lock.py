@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from explorer.lock import LEASE, LOCK, ExperimentLock, LockHeld
+from tests.conftest import REPO
 from tests.fault_tools import alive, tree
 
 
@@ -89,7 +90,7 @@ def test_reaper_ends_the_tree_of_a_killed_driver(tmp_path: Path):
         time.sleep(600)
     """)
     driver = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                              text=True, cwd=Path(__file__).resolve().parents[1])
+                              text=True, cwd=REPO)
     try:
         assert driver.stdout.readline().strip() == "ready"
         deadline = time.monotonic() + 10

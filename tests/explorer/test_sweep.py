@@ -21,9 +21,8 @@ from explorer.schema import COMPLETED, HISTORY_COLUMNS, MANIFEST_KEYS, TRIAL_COL
 from nest_core import load_compact
 from nest_core.data import datasets
 from nest_core.measures import count_params
+from tests.conftest import REPO
 from tests.idx_data import make_idx_mnist
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

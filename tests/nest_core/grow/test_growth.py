@@ -13,8 +13,7 @@ from nest_core.measures import count_params
 from nest_core.models.seeds import build_seed, lenet300
 from nest_core.nn.layers import MaskedLinear
 from nest_core.training.trainer import TrainSpec, train_samples
-
-from .conftest import toy_data
+from tests.conftest import toy_data
 
 
 def test_select_top_dormant_exact():

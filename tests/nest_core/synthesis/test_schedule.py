@@ -19,8 +19,7 @@ from nest_core.models.seeds import build_seed, lenet300
 from nest_core.nn.layers import masked_layers
 from nest_core.nn.masks import prune_mask
 from nest_core.training.trainer import Trainer, TrainSpec, make_optimizer
-
-from .conftest import resumed_copy
+from tests.conftest import resumed_copy
 
 TINY = Budget(train_limit=2000, warmup_epochs=1, growth_steps=2, growth_epochs=0.5,
               prune_steps=3, retrain_epochs=0.5, final_epochs=0.5)
