@@ -6,12 +6,13 @@ Times one Adam step (forward, backward, step, and for masked nets the mask enfor
 the same random batch of 128 images, for: the plain net, the masked SeedNet (masks at
 ``density``, no partial area), and the masked SeedNet with partial-area masks from one step
 of Algorithm 2 (gamma 0.1), each in three layouts: float32 NCHW, float32 channels_last
-(``train.cpu_layout``: what nest_core's Trainer uses on every CPU) and channels_last with
-bfloat16 autocast (what it adds on CPUs with native bf16: AVX-512 BF16 or AMX). The plain
-net is also timed channels_last. Short rounds are interleaved, so load from other
-processes hits all rows alike; the fastest round (least disturbed) and the median are both
-reported, in microseconds per training sample and as ratios to the plain float32 NCHW net
-(goals: >= 2x faster for the path nest_core trains on; partial area <= 1.3x of masked).
+(``training.trainer.cpu_layout``: what nest_core's Trainer uses on every CPU) and
+channels_last with bfloat16 autocast (what it adds on CPUs with native bf16: AVX-512 BF16
+or AMX). The plain net is also timed channels_last. Short rounds are interleaved, so load
+from other processes hits all rows alike; the fastest round (least disturbed) and the
+median are both reported, in microseconds per training sample and as ratios to the plain
+float32 NCHW net (goals: >= 2x faster for the path nest_core trains on; partial area <=
+1.3x of masked).
 """
 
 from __future__ import annotations

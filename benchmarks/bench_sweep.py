@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from explorer import tune as trainable
+from explorer import tune as ray_part
 from explorer.experiment import SweepOptions, prepare
 from explorer.storage import merge_trials
 from nest_core import SynthesisConfig, load_dataset
@@ -76,7 +76,7 @@ def plain_processes(points: list[dict], data_dir: Path, procs: int) -> float:
 def ray_fixed_cost() -> float:
     """Seconds to start the embedded node, run two no-op trials and shut down."""
     start = time.perf_counter()
-    trainable.start_ray()
+    ray_part.start_ray()
     import ray
     from ray import tune
 
@@ -111,7 +111,7 @@ def main() -> int:
         print(f"Ray fixed start-up cost (start, 2 no-op trials, stop): {fixed_s:5.1f} s",
               flush=True)
         start = time.perf_counter()
-        trainable.run_tune(exp, restore=False)
+        ray_part.run_tune(exp, restore=False)
         sweep_s = time.perf_counter() - start
         trials, _ = merge_trials(exp.trials_dir, exp.out_dir)
     same = dict(zip(trials["seed"], trials["final_params"])) == seq_params

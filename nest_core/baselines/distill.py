@@ -1,6 +1,6 @@
 """Knowledge distillation (Hinton, Vinyals & Dean 2015) for the ``adaptive`` baseline's robust
 pruning (Lu et al. 2023, TPAMI: a dense teacher guides the pruned student), and training
-with any loss through the one loop, ``train.Trainer``.
+with any loss through the one loop, ``training.trainer.Trainer``.
 
 The loss is (1 - w) CE(z_s, y) + w T^2 KL(p_t || p_s) with p = softmax(z / T), T = 4 and
 w = 0.5, the KL taken over the teacher's distribution as ``F.kl_div(log p_s, p_t)`` computes
@@ -39,8 +39,8 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, y: torch.Ten
 def train_with_loss(model: nn.Module, data: ImageData, samples: int, loss_fn: LossFn,
                     spec: TrainSpec, generator: torch.Generator,
                     extra: torch.optim.Optimizer | None = None) -> int:
-    """``train.train_samples`` with ``loss_fn(x, y)`` in place of cross entropy (the same
-    loop: epochs, half-cosine decay to lr/20, autocast where the hardware has it, mask
+    """``training.trainer.train_samples`` with ``loss_fn(x, y)`` in place of cross entropy
+    (the same loop: epochs, half-cosine decay to lr/20, autocast where the hardware has it, mask
     enforcement); ``extra`` is stepped alongside at its own learning rate. Returns samples
     seen."""
     trainer = Trainer(model, data, spec, generator)
