@@ -38,9 +38,8 @@ from nest_core.baselines.dense import pre_pruning_epochs, start_pruning
 from nest_core.baselines.distill import distillation_loss, train_with_loss
 from nest_core.baselines.thresholds import harden, learn_thresholds
 from nest_core.models.seeds import AnyArchitecture, Net, build_net
-from nest_core.nn.layers import masked_layers
+from nest_core.nn.layers import display_names, masked_layers
 from nest_core.prune.dead_units import prune_dead_units
-from nest_core.synthesis.growth_stage import display_names
 from nest_core.synthesis.loop import Synthesis
 from nest_core.synthesis.methods import Method
 from nest_core.training.trainer import error_rate, train_samples

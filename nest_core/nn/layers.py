@@ -203,3 +203,10 @@ def attach_mask_enforcer(optimizer: torch.optim.Optimizer, model: nn.Module):
             layer.enforce_mask()
 
     return optimizer.register_step_post_hook(enforce)
+
+
+def display_names(net) -> dict[str, str]:
+    """Module name -> the layer's name in tables: 'convs.0' -> 'conv1', 'fcs.2' -> 'fc3'
+    (the paper's names), 'blocks.3.conv1' -> 'layer2.0.conv1' (torchvision's ResNet)."""
+    table = {id(layer): name for name, layer, _ in net.layer_bns()}
+    return {name: table[id(layer)] for name, layer in masked_layers(net)}

@@ -15,17 +15,10 @@ from nest_core.grow.connections import dense_gradients, grow_connections
 from nest_core.grow.maps import grow_feature_maps
 from nest_core.grow.neurons import grow_neurons
 from nest_core.measures import count_params
-from nest_core.nn.layers import masked_layers
+from nest_core.nn.layers import display_names
 from nest_core.training.trainer import grad_batches
 
 Synthesis = Any  # a nest_core.synthesis.loop.Synthesis (not imported: it imports this module)
-
-
-def display_names(net) -> dict[str, str]:
-    """Module name -> the layer's name in tables: 'convs.0' -> 'conv1', 'fcs.2' -> 'fc3'
-    (the paper's names), 'blocks.3.conv1' -> 'layer2.0.conv1' (torchvision's ResNet)."""
-    table = {id(layer): name for name, layer, _ in net.layer_bns()}
-    return {name: table[id(layer)] for name, layer in masked_layers(net)}
 
 
 def warmup(synth: Synthesis) -> None:
