@@ -34,15 +34,36 @@ def _kept_units(net: Net) -> list[torch.Tensor]:
 def compact(net: Net) -> Net:
     """A copy of ``net`` without its dead hidden units (at least one unit kept per group)."""
     net = copy.deepcopy(net)
-    groups = net.unit_groups()
-    for g, keep in zip(groups, _kept_units(net)):
+    _keep(net, _kept_units(net))
+    return net
+
+
+@torch.no_grad()
+def drop_dead_units(net: Net) -> dict[str, torch.Tensor] | None:
+    """Remove, in place, the hidden units ``compact`` drops (the function stays the same):
+    the pruning phase then trains only what is alive. Returns, per parameter name, the flat
+    indices of the entries kept (what the optimizer state follows), or None when no unit
+    is dead."""
+    kept = [k if k.numel() else torch.zeros(1, dtype=torch.long) for k in _kept_units(net)]
+    if all(k.numel() == g.size for k, g in zip(kept, net.unit_groups())):
+        return None
+    index = copy.deepcopy(net)  # each parameter entry holds its own flat index
+    for p in index.parameters():
+        p.data = torch.arange(p.numel(), dtype=torch.float64, device=p.device).view(p.shape)
+    _keep(index, kept)
+    _keep(net, kept)
+    return {name: p.detach().flatten().long() for name, p in index.named_parameters()}
+
+
+def _keep(net: Net, kept: list[torch.Tensor]) -> None:
+    """Keep the units ``kept[i]`` of every unit group i, in place."""
+    for g, keep in zip(net.unit_groups(), kept):
         if keep.numel() == 0:
             keep = torch.zeros(1, dtype=torch.long)
         keep_units(g.reader, 1, g.reader_columns(keep))
         keep_units(g.layer, 0, keep)
         if g.bn is not None:
             keep_batchnorm(g.bn, keep)
-    return net
 
 
 def areas(net: Net) -> dict[str, torch.Tensor]:

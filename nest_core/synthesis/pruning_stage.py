@@ -15,6 +15,7 @@ from nest_core.measures import count_params
 from nest_core.prune.dead_units import prune_dead_units
 from nest_core.prune.magnitude import magnitude_prune
 from nest_core.prune.partial_area import partial_area_step
+from nest_core.synthesis.compact import drop_dead_units
 from nest_core.training.trainer import grad_batches
 
 Synthesis = Any  # a nest_core.synthesis.loop.Synthesis (not imported: it imports this module)
@@ -37,8 +38,10 @@ def prune_step(synth: Synthesis) -> None:
 
 
 def prune_iteration(synth: Synthesis, prune: Callable[[], None]) -> None:
-    """One pruning iteration: ``prune()`` removes, then retraining in chunks stops as soon
-    as the validation error is back at or below the reference (at most
+    """One pruning iteration: ``prune()`` removes, the units it left dead leave the network
+    (``drop_dead_units``: retraining runs on what is alive, the function unchanged), then
+    retraining in chunks stops as soon as the validation error is back at or below the
+    reference (at most
     ``retrain_epochs``); when it is not, the network and optimizer state are restored and
     ``prune_fraction`` halved; an accepted step multiplies it by ``prune_recovery`` (up to
     its start). So the network kept is always the smallest that held the reference. Ends at
@@ -53,6 +56,9 @@ def prune_iteration(synth: Synthesis, prune: Callable[[], None]) -> None:
     good, saved = copy.deepcopy(synth.net), synth.trainer.snapshot()
     before, good_error = count_params(synth.net), synth.val_error
     prune()
+    index = drop_dead_units(synth.net)  # retraining runs on what is alive
+    if index is not None:
+        synth.trainer.compacted(synth.net, index)
     synth._changed()
     ceiling = synth.reference + synth.cfg.prune_slack
     synth._train_until(synth.budget.retrain_epochs, "pruning",

@@ -108,3 +108,17 @@ def load_state_by_name(opt: torch.optim.Optimizer, names: dict[str, nn.Parameter
         p = names[name]
         opt.state[p] = {k: (v.to(p.device) if torch.is_tensor(v) and v.dim() > 0 else v)
                         for k, v in s.items()}
+
+
+def select_state(state: dict, index: dict[str, torch.Tensor],
+                 params: dict[str, nn.Parameter]) -> dict:
+    """``state_by_name`` entries after units were removed (``compact.drop_dead_units``):
+    every per-entry tensor keeps the entries ``index[name]`` (flat indices into the old
+    parameter), shaped like the new parameter ``params[name]``."""
+    out = {}
+    for name, s in state.items():
+        idx = index.get(name)
+        out[name] = {k: (v.flatten()[idx.to(v.device)].view(params[name].shape)
+                         if idx is not None and torch.is_tensor(v) and v.dim() > 0 else v)
+                     for k, v in s.items()}
+    return out

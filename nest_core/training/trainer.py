@@ -27,6 +27,7 @@ from nest_core.training.optim_state import (
     load_state_by_name,
     masks,
     param_names,
+    select_state,
     state_by_name,
     sync_optimizer,
 )
@@ -150,6 +151,11 @@ class Trainer:
             load_state_by_name(self.opt, self.names, state)
         self._hook.remove()
         self._hook = attach_mask_enforcer(self.opt, model)
+
+    def compacted(self, model: nn.Module, index: dict[str, torch.Tensor]) -> None:
+        """Follow ``model`` after dead units were removed in place (``index``: the entries
+        of each old parameter kept): every kept entry keeps its state."""
+        self.restore(model, select_state(self.state(), index, param_names(model)))
 
     def train(self, samples: int, lr: float | tuple[float, float] | None = None,
               objective: Objective | None = None,

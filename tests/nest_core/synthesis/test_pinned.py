@@ -37,4 +37,6 @@ def test_smoke_synthesis_is_pinned(mnist_dir):
                                       for v in synth.net.state_dict().values())).hexdigest()
     assert (result["final_params"], result["val_error"], len(synth.history)) == (
         22204, 0.2478, 24)
-    assert weights[:12] == "22de35aa52a2"
+    # weights moved (not the outcome) when pruning began to drop dead units (the same
+    # function on fewer channels sums in another order): 22de35aa52a2 before
+    assert weights[:12] == "f6ef018aa3f5"

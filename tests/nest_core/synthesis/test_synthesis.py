@@ -12,6 +12,7 @@ from nest_core import Synthesis, SynthesisConfig
 from nest_core.__main__ import main
 from nest_core.config import Budget
 from nest_core.measures import count_params
+from nest_core.synthesis.compact import drop_dead_units
 from tests.conftest import run_and_resume
 
 TINY = Budget(train_limit=2000, warmup_epochs=1, growth_steps=2, growth_epochs=0.5,
@@ -48,6 +49,10 @@ def test_synthesis_invariants_and_result(mnist_small):
     assert result["post_growth_params"] >= result["final_params"]
     assert result["dense_params"] == 266200 and result["dense_flops"] == 532400
     assert 0 <= result["test_error"] <= 1 and result["growth_samples"] > 0
+    widths = result["post_growth_architecture"]["fc_widths"][:-1]
+    final = result["final_architecture"]["fc_widths"][:-1]
+    assert all(f <= w for f, w in zip(final, widths)) and final != widths  # dead units left
+    assert drop_dead_units(synth.net) is None  # pruning trains only live units
     json.dumps(result)  # result.json must be plain JSON
 
 
