@@ -86,7 +86,8 @@ class SynthesisConfig:
                        Allowed(0, 1, lo_open=True))
     seed: int = spec(0, "random seed of the run")
     method: str = spec("nest", "synthesis method", Allowed(choices=METHODS))
-    budget: str = spec("quick", "budget preset (custom: budget_spec given)",
+    budget: str = spec("quick", "budget preset; budget_spec is what the run uses (a study's "
+                       "budget keeps its name beside its own spec; custom: none)",
                        Allowed(choices=(*BUDGETS, "custom")))
     budget_spec: Budget = spec(Budget, "the budget itself (from the preset)", flag=False)
     target_error: float = spec(-1.0, "validation error growth aims at (< 0: the model's)",
