@@ -121,8 +121,10 @@ class SynthesisConfig:
                            SHARE)
     prune_lr_cap: float = spec(0.0, "pruning's rate <= this x the rate growth ended at",
                                Allowed(0, 100, note="0: no cap"))
-    prune_schedule: str = spec("constant", "retraining per pruning step: constant or cosine",
-                               Allowed(choices=("constant", "cosine")))
+    prune_schedule: str = spec(
+        "constant", "retraining per pruning step: constant (until within prune_slack of the "
+        "reference, or a plateau), reference (constant, until the reference itself, or a "
+        "plateau) or cosine", Allowed(choices=("constant", "reference", "cosine")))
     connection_growth: float = spec(0.5, "Policy 1: connections added per layer, share of "
                                     "active", SHARE)
     connection_birth: float = spec(0.1, "Policy 1: mean |w| of new connections / mean |W| of "

@@ -215,7 +215,7 @@ class Synthesis:
         """Retraining after a pruning step: constant ``pruning_rate()`` (stopping on a
         plateau), or a half-cosine from it to a twentieth over ``retrain_epochs``."""
         lr = self.pruning_rate()
-        return lr if self.cfg.prune_schedule == "constant" else (lr, lr / 20)
+        return (lr, lr / 20) if self.cfg.prune_schedule == "cosine" else lr
 
     def _keep_within(self) -> None:
         """Remember the current network as the smallest one within the reference so far."""

@@ -61,9 +61,11 @@ def prune_iteration(synth: Synthesis, prune: Callable[[], None]) -> None:
         synth.trainer.compacted(synth.net, index)
     synth._changed()
     ceiling = synth.reference + synth.cfg.prune_slack
+    schedule = synth.cfg.prune_schedule
+    goal = synth.reference if schedule == "reference" else ceiling  # accepted: <= ceiling
     synth._train_until(synth.budget.retrain_epochs, "pruning",
-                      lambda err: err <= ceiling, lr_scale=synth._prune_lr(),
-                      plateau=synth.cfg.prune_schedule == "constant")
+                       lambda err: err <= goal, lr_scale=synth._prune_lr(),
+                       plateau=schedule != "cosine")
     synth._log("retrain")
     if synth.val_error > ceiling:  # retraining could not hold the error: roll back
         detail = (f"fraction {synth.prune_fraction:.3g} gave val error {synth.val_error:.4f}"

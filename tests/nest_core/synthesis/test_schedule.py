@@ -145,6 +145,26 @@ def test_pruning_never_keeps_a_step_above_the_reference(mnist_small, monkeypatch
     assert count_params(synth.net) == kept and synth.val_error == 0.095
 
 
+@pytest.mark.parametrize("schedule, chunks, error", [("constant", 1, 0.105),
+                                                     ("reference", 2, 0.099)])
+def test_retraining_stops_within_the_slack_or_at_the_reference(mnist_small, monkeypatch,
+                                                                schedule, chunks, error):
+    """``constant`` stops at the first check within prune_slack above the reference;
+    ``reference`` trains on to the reference itself; both accept a step within the slack."""
+    cfg = SynthesisConfig.create(model="lenet300", ratio=0.2, budget="custom", budget_spec=TINY,
+                                 eval_epochs=0.25, plateau_patience=5, prune_slack=0.01,
+                                 prune_schedule=schedule)
+    synth = Synthesis(cfg, mnist_small)
+    synth.stage, synth.reference, synth.val_error = "pruning", 0.10, 0.09
+    trained = _scripted(monkeypatch, synth, [0.105, 0.099])
+    synth.advance()
+    assert len(trained) == chunks and synth.history[-1].phase == "retrain"
+    assert synth.val_error == error
+    _scripted(monkeypatch, synth, [0.105])  # never at the reference: accepted in the slack
+    synth.advance()
+    assert synth.history[-1].phase == "retrain" and synth.val_error == 0.105
+
+
 def test_resume_restores_the_optimizer_state(mnist_small):
     cfg = SynthesisConfig.create(model="lenet300", ratio=0.2, budget="custom", budget_spec=TINY,
                                  grad_samples=2000, neurons_per_step=3)
