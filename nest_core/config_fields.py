@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import Field, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -52,7 +52,6 @@ class Allowed:
         return f"{text} ({self.note})" if self.note else text
 
 
-POSITIVE = Allowed(0, lo_open=True)
 NON_NEGATIVE = Allowed(0)
 AT_LEAST_ONE = Allowed(1)
 SHARE = Allowed(0, 1, lo_open=True)  # in (0, 1]
@@ -90,7 +89,3 @@ _KINDS = {
     str: lambda v: isinstance(v, str),
 }
 _NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
-
-
-def help_of(f: Field) -> str:
-    return f.metadata.get("help", "")
