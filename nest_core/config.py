@@ -102,7 +102,7 @@ class SynthesisConfig:
     batch_size: int = spec(128, "training batch size", AT_LEAST_ONE)
     grad_samples: int = spec(10000, "training samples over which growth gradients are summed",
                              AT_LEAST_ONE)
-    growth_patience: int = spec(3, "growth ends after this many steps without a new best val "
+    growth_patience: int = spec(5, "growth ends after this many steps without a new best val "
                                 "error (0: off)", NON_NEGATIVE)
     growth_schedule: str = spec(
         "phase", "growth training: phase (one half-cosine lr -> lr/20 over the growth budget; "
@@ -141,7 +141,7 @@ class SynthesisConfig:
                              "iteration", Allowed(0, 1, lo_open=True, hi_open=True))
     prune_fraction: float = spec(0.2, "Policy 4: share of each layer's active weights pruned "
                                  "per step", SHARE)
-    min_prune_fraction: float = spec(0.02, "the step is halved on failure until it falls "
+    min_prune_fraction: float = spec(0.005, "the step is halved on failure until it falls "
                                      "below this", SHARE)
     prune_recovery: float = spec(1.0, "after an accepted step the share grows by this factor",
                                  Allowed(1, 4))

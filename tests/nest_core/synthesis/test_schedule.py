@@ -316,3 +316,33 @@ def test_pruning_trains_at_most_cap_times_the_rate_growth_ended_at(mnist_small, 
     assert synth.pruning_rate() == pytest.approx(expected)
     synth.lr_scale = 1.0  # a later, higher rate does not move it
     assert synth.pruning_rate() == pytest.approx(expected)
+
+
+# LeNet-5, r = 0.5, seed 1 at 1 thread: validation error after warm-up and each growth step;
+# three steps without a new best, then growth went on to the 0.7% target (at step 11)
+LENET5_S1 = [0.033, 0.0232, 0.027, 0.0256, 0.0254]
+
+
+@pytest.mark.parametrize("patience, errors, expected", [
+    (3, LENET5_S1, True),
+    (5, LENET5_S1, False),
+    (5, [*LENET5_S1, 0.024, 0.025], True),  # five steps since the best (0.0232)
+    (5, [*LENET5_S1, 0.024, 0.0231], False),  # a new best: growth goes on
+    (0, [0.1] * 10, False),  # off
+])
+def test_growth_stalls_after_patience_steps_without_a_new_best(patience, errors, expected):
+    from types import SimpleNamespace
+
+    from nest_core.synthesis.growth_stage import stalled
+    from nest_core.synthesis.history import Event
+
+    def event(phase: str, step: int, err: float) -> Event:
+        return Event(phase=phase, step=step, layer="", added=0, removed=0, params=0,
+                     val_error=err, seconds=0.0, samples=0)
+
+    history = [event("warmup", 0, errors[0])]
+    for step, err in enumerate(errors[1:], 1):  # growth events between the checks count not
+        history += [event("grow_connections", step, errors[step - 1]),
+                    event("train", step, err)]
+    synth = SimpleNamespace(cfg=SimpleNamespace(growth_patience=patience), history=history)
+    assert stalled(synth) is expected
