@@ -3,14 +3,16 @@
     NEST_DATA=../shared/data python benchmarks/bench_methods.py lenet300 --seeds 3
     NEST_DATA=../shared/data python benchmarks/bench_methods.py lenet5 --seeds 3 --out runs/m5
     ... bench_methods.py lenet300 --set connection_growth=0.25   # any config field, all methods
+    ... bench_methods.py lenet300 --nest-result 'runs/nest_s{seed}/result.json'  # reuse NeST runs
 
 For each seed, NeST runs first from its default seed (``--ratio``, the library's density) at
-``--budget``. Each pruning-only method (magnitude: Han et al. 2015; adaptive) then trains the
-dense network for exactly the samples NeST's growth phase used (gradient and candidate samples
-included), prunes with at most the samples NeST's pruning stage used, and fine-tunes as long
-as NeST did: same data, reference error (the target) and tolerance. Prints, per method, the
-mean ± std over seeds of test error, params, FLOPs, training samples and wall time, and
-writes every run's row to ``OUT/methods.json``.
+``--budget``, or is read from ``--nest-result`` (a finished run of the same config: its config
+id must match). Each pruning-only method (magnitude: Han et al. 2015; adaptive) then trains
+the dense network for exactly the samples NeST's growth phase used (gradient and candidate
+samples included), prunes with at most the samples NeST's pruning stage used, and fine-tunes
+as long as NeST did: same data, reference error (the target) and tolerance. Prints, per
+method, the mean ± std over seeds of test error, params, FLOPs, training samples and wall
+time, and writes every run's row to ``OUT/methods.json``.
 """
 
 from __future__ import annotations
@@ -57,6 +59,19 @@ def _run(cfg: SynthesisConfig, data) -> tuple[dict, float]:
     return result, time.perf_counter() - start
 
 
+def _reused(pattern: str, seed: int, cfg: SynthesisConfig) -> tuple[dict, float]:
+    """A finished NeST run of ``cfg`` and its wall time (growth + pruning seconds)."""
+    path = Path(pattern.replace("{seed}", str(seed)))
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read {path}: {e}") from None
+    if result.get("config_id") != cfg.config_id:
+        raise ValueError(f"{path} ran config {result.get('config_id')}, not {cfg.config_id} "
+                         f"(seed {seed}, the same --set and --budget)")
+    return result, result["growth_seconds"] + result["pruning_seconds"]
+
+
 def _fmt(values: list[float], kind: str) -> str:
     mean = statistics.fmean(values)
     std = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -95,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="folder for methods.json (default runs/methods_MODEL)")
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON",
                    help="SynthesisConfig fields for every method, e.g. prune_lr=0.2")
+    p.add_argument("--nest-result", default=None, metavar="PATH",
+                   help="reuse finished NeST runs: result.json of the same config, '{seed}' in "
+                   "the path standing for the seed")
     args = p.parse_args(argv)
     try:
         fixed = {k: json.loads(v) for k, v in (a.split("=", 1) for a in args.set)}
@@ -116,7 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         nest_cfg = SynthesisConfig.create(model=args.model, seed=seed, budget=args.budget,
                                           **ratio, **fixed)
-        nest, wall = _run(nest_cfg, data)
+        try:
+            nest, wall = _reused(args.nest_result, seed, nest_cfg) if args.nest_result else (
+                _run(nest_cfg, data))
+        except ValueError as e:
+            print(f"error: --nest-result: {e}", file=sys.stderr)
+            return 2
         rows.append(_row("nest", seed, nest, wall))
         equal = dataclasses.replace(
             spec, warmup_epochs=nest["growth_samples"] / n_train, growth_steps=0,

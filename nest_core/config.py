@@ -143,8 +143,8 @@ class SynthesisConfig:
                                  "per step", SHARE)
     min_prune_fraction: float = spec(0.005, "the step is halved on failure until it falls "
                                      "below this", SHARE)
-    prune_recovery: float = spec(1.0, "after an accepted step the share grows by this factor",
-                                 Allowed(1, 4))
+    prune_recovery: float = spec(2.0, "after a step ending at or below the reference the "
+                                 "share grows by this factor", Allowed(1, 4))
     prune_tolerance: float = spec(0.0, "the final validation error <= reference + this",
                                   NON_NEGATIVE)
     prune_slack: float = spec(0.002, "a pruning step may end this far above the reference; "

@@ -40,12 +40,13 @@ def prune_step(synth: Synthesis) -> None:
 def prune_iteration(synth: Synthesis, prune: Callable[[], None]) -> None:
     """One pruning iteration: ``prune()`` removes, the units it left dead leave the network
     (``drop_dead_units``: retraining runs on what is alive, the function unchanged), then
-    retraining in chunks stops as soon as the validation error is back at or below the
-    reference (at most
-    ``retrain_epochs``); when it is not, the network and optimizer state are restored and
-    ``prune_fraction`` halved; an accepted step multiplies it by ``prune_recovery`` (up to
-    its start). So the network kept is always the smallest that held the reference. Ends at
-    the step budget, the sample cap or below ``min_prune_fraction``."""
+    retraining in chunks stops as soon as the validation error is back within the ceiling
+    (reference + ``prune_slack``; at most ``retrain_epochs``); when it is not, the network
+    and optimizer state are restored and ``prune_fraction`` halved. A step that ends at or
+    below the reference itself, not only in the slack, multiplies the share by
+    ``prune_recovery`` (up to its start). So the network kept is always the smallest that
+    held the reference. Ends at the step budget, the sample cap or below
+    ``min_prune_fraction``."""
     cap = synth.budget.prune_samples
     if (synth.step >= synth.budget.prune_steps
             or synth.prune_fraction < synth.cfg.min_prune_fraction
@@ -75,12 +76,12 @@ def prune_iteration(synth: Synthesis, prune: Callable[[], None]) -> None:
         synth._log("rollback", added=before - count_params(synth.net), detail=detail)
         synth.prune_fraction /= 2
         return
-    if synth.val_error <= synth.reference:
-        synth._keep_within()
+    if synth.val_error <= synth.reference:  # only a step that held the reference itself
+        synth._keep_within()                  # lets the share recover
+        synth.prune_fraction = min(synth.cfg.prune_fraction,
+                                   synth.prune_fraction * synth.cfg.prune_recovery)
     else:
         keep_candidate(synth)
-    synth.prune_fraction = min(synth.cfg.prune_fraction,  # the share recovers
-                               synth.prune_fraction * synth.cfg.prune_recovery)
 
 
 def partial_area(synth: Synthesis) -> None:

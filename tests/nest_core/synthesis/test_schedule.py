@@ -285,20 +285,25 @@ def test_at_most_max_candidates_are_kept_the_smallest_always(mnist_small, monkey
     assert kept == sorted(kept, reverse=True) and kept[-1] == count_params(synth.net)
 
 
-def test_the_pruning_share_halves_on_a_rollback_and_recovers_on_an_accept(mnist_small,
-                                                                          monkeypatch):
-    budget = dataclasses.replace(TINY, prune_steps=6)
+def test_the_pruning_share_halves_on_a_rollback_and_recovers_only_within_the_reference(
+        mnist_small, monkeypatch):
+    budget = dataclasses.replace(TINY, prune_steps=7)
     cfg = SynthesisConfig.create(model="lenet300", ratio=0.2, budget="custom",
                                  budget_spec=budget, eval_epochs=0.25, prune_recovery=1.5,
-                                 prune_fraction=0.2)
+                                 prune_fraction=0.2, prune_slack=0.002)
     synth = Synthesis(cfg, mnist_small)
     synth.stage, synth.reference, synth.val_error = "pruning", 0.10, 0.09
-    shares = []
-    for error in (0.2, 0.2, 0.09, 0.09, 0.09):  # two rollbacks, then three accepts
+    shares, params = [], [count_params(synth.net)]
+    # two rollbacks, an accept within the reference, one in the slack (kept, the share
+    # unchanged), then three accepts within the reference
+    for error in (0.2, 0.2, 0.09, 0.101, 0.09, 0.09, 0.09):
         _scripted(monkeypatch, synth, [error])
         synth.advance()
         shares.append(synth.prune_fraction)
-    assert shares == pytest.approx([0.1, 0.05, 0.075, 0.1125, 0.16875])
+        params.append(count_params(synth.net))
+    assert shares == pytest.approx([0.1, 0.05, 0.075, 0.075, 0.1125, 0.16875, 0.2])
+    assert params[0] == params[1] == params[2] and all(  # rollbacks keep, accepts remove
+        a > b for a, b in zip(params[2:], params[3:]))
     with pytest.raises(ValueError, match="prune_recovery"):
         cfg.with_(prune_recovery=0.5)
 
