@@ -67,11 +67,11 @@ def _complement(x: torch.Tensor, w: torch.Tensor, area: torch.Tensor, stride: in
 
 
 def _positions(cols: torch.Tensor, w: torch.Tensor, area: torch.Tensor) -> torch.Tensor:
-    """y (L, B, N) at L output positions from their patches ``cols`` (B, M*k*k, L), with
+    """y (L, B, N) at L output positions from their patches ``cols`` (L, B, M*k*k), with
     position-specific kernels w[n, m] * area[m, n, l] (a locally connected layer)."""
     n, m = w.shape[:2]
     kernels = w.reshape(n, m, -1)[None] * area.permute(2, 1, 0)[..., None]  # (L, N, M, kk)
-    return torch.bmm(cols.permute(2, 0, 1), kernels.reshape(area.shape[2], n, -1).mT)
+    return torch.bmm(cols, kernels.reshape(area.shape[2], n, -1).mT)
 
 
 def _pairs(x: torch.Tensor, w: torch.Tensor, area: torch.Tensor, stride: int,
@@ -88,12 +88,13 @@ def _by_positions(x: torch.Tensor, w: torch.Tensor, area: torch.Tensor, stride: 
                   padding: int) -> torch.Tensor:
     b, n, m, k = x.shape[0], w.shape[0], w.shape[1], w.shape[2]
     p, q = area.shape[2], area.shape[3]
-    cols = F.unfold(x, k, padding=padding, stride=stride)  # (B, M*k*k, P*Q)
+    # (P*Q, B, M*k*k), contiguous: bmm on the permuted view copied every position's matrix
+    cols = F.unfold(x, k, padding=padding, stride=stride).permute(2, 0, 1).contiguous()
     flat = area.flatten(2)  # (M, N, P*Q)
     step = max(1, PAIR_CHUNK // (n * m * k * k))
     parts = []
     for s in range(0, p * q, step):
-        args = (cols[:, :, s : s + step], w, flat[:, :, s : s + step])
+        args = (cols[s : s + step], w, flat[:, :, s : s + step])
         if torch.is_grad_enabled() and step < p * q:
             parts.append(checkpoint(_positions, *args, use_reentrant=False))
         else:
