@@ -123,6 +123,17 @@ def test_findings_follow_the_synthetic_trends(tmp_path: Path):
     assert {f.verdict for f in findings(two)} == {"insufficient data"}
 
 
+def test_finding_1_reads_growth_time_in_samples_beside_seconds(tmp_path: Path):
+    trials = load_results(make_results(tmp_path)).trials
+    noisy = trials.assign(growth_seconds=100.0)  # a loaded machine: seconds say nothing
+    first = findings(noisy)[0]
+    assert first.verdict == "partly supported"  # the verdict reads the time column
+    assert first.statistic == "ρ = 0.97 (size), ρ = n/a (time), ρ = -1.00 (samples)"
+    assert "ρ(ratio, growth_samples) = -1.00" in first.evidence
+    by_samples = findings(noisy, time_col="growth_samples")[0]
+    assert by_samples.verdict == "supported" and "(samples)" not in by_samples.statistic
+
+
 def test_report_degrades_without_manifest_history_or_columns(tmp_path: Path):
     folder = make_results(tmp_path, manifest=False, history=False)
     old = synthetic_trials().drop(columns=["layers_json", "post_growth_params", "status"])
