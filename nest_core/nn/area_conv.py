@@ -11,8 +11,9 @@ output map) pair computes.
   1.5x the plain convolution (forward and backward, channels_last) at 1% of the entries
   masked and breaks even with ``pairs`` near 3%, where ``auto`` switches. A layer with one
   input map multiplies its output by the area instead (any share).
-- ``pairs``: one grouped convolution producing every pair's output (B x M x N x P x Q),
-  masked and summed over m; for small layers.
+- ``pairs``: grouped convolutions producing every pair's output (B x M x N x P x Q), in
+  blocks of input maps of at most ``PAIR_BLOCK`` outputs, masked and summed over m; for
+  small layers.
 - ``positions``: a locally connected layer, the input's patches (im2col) times, per output
   position, the kernels masked by that position's area, in chunks of positions whose
   masked kernels hold at most ``PAIR_CHUNK`` elements; while gradients are recorded each
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 PAIR_CHUNK = 2**24  # elements of the per-position weights (or per-pair outputs) at once
+PAIR_BLOCK = 2**21  # per-pair outputs ``pairs`` computes at once (2^20-2^21 fastest here)
 COMPLEMENT_SHARE = 0.03  # complement when at most this share of (m, n, position) is masked
 METHODS = ("auto", "complement", "pairs", "positions")
 
@@ -76,12 +78,21 @@ def _positions(cols: torch.Tensor, w: torch.Tensor, area: torch.Tensor) -> torch
 
 def _pairs(x: torch.Tensor, w: torch.Tensor, area: torch.Tensor, stride: int,
            padding: int) -> torch.Tensor:
-    """sum_m area[m, n] * conv(x[m], w[n, m]) via one grouped conv producing every pair."""
+    """sum_m area[m, n] * conv(x[m], w[n, m]) via grouped convs producing every pair's
+    output, ``PAIR_BLOCK`` elements of it at a time (blocks of input maps, summed)."""
     b, m = x.shape[:2]
     n, k = w.shape[0], w.shape[2]
     per_pair = w.transpose(0, 1).reshape(m * n, 1, k, k)  # (M*N, 1, k, k)
-    y = F.conv2d(x, per_pair, None, stride, padding, groups=m)  # (B, M*N, P, Q)
-    return (y.view(b, m, n, *y.shape[2:]) * area).sum(1)  # (B, N, P, Q)
+    # at least two maps a block: a one-map convolution is several times slower here
+    maps = max(2, min(m, PAIR_BLOCK // (b * n * area.shape[2] * area.shape[3])))
+    out = None
+    for s in range(0, m, maps):
+        g = min(maps, m - s)
+        y = F.conv2d(x[:, s : s + g], per_pair[s * n : (s + g) * n], None, stride, padding,
+                     groups=g)  # (B, g*N, P, Q)
+        part = (y.view(b, g, n, *y.shape[2:]) * area[s : s + g]).sum(1)  # (B, N, P, Q)
+        out = part if out is None else out + part
+    return out
 
 
 def _by_positions(x: torch.Tensor, w: torch.Tensor, area: torch.Tensor, stride: int,

@@ -89,6 +89,7 @@ def per_pair_oracle(x, w, bias, area, stride, padding):
 
 @pytest.mark.parametrize(("method", "chunk"), [
     ("auto", 2**24), ("complement", 2**24), ("pairs", 2**24),
+    ("pairs", 300),  # blocks of 2 and 1 input maps
     ("positions", 2**24), ("positions", 500), ("positions", 800),  # chunked positions
 ])
 @pytest.mark.parametrize("keep", [1.0, 0.9, 0.3])
@@ -97,6 +98,7 @@ def test_strided_padded_partial_area_conv_matches_pytorch(monkeypatch, method, c
     weight equal a per-input-map loop of F.conv2d masked by the area (all-True: plain
     F.conv2d), on a strided, padded layer, channels_last input included."""
     monkeypatch.setattr(area_conv, "PAIR_CHUNK", chunk)
+    monkeypatch.setattr(area_conv, "PAIR_BLOCK", chunk)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(2, 3, 11, 11, generator=g, dtype=torch.float64)
     w = torch.randn(4, 3, 5, 5, generator=g, dtype=torch.float64)
