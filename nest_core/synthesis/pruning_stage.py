@@ -41,7 +41,8 @@ def prune_iteration(synth: Synthesis, prune: Callable[[], None]) -> None:
     """One pruning iteration: ``prune()`` removes, the units it left dead leave the network
     (``drop_dead_units``: retraining runs on what is alive, the function unchanged), then
     retraining in chunks stops as soon as the validation error is back within the ceiling
-    (reference + ``prune_slack``; at most ``retrain_epochs``); when it is not, the network
+    (reference + ``prune_slack``; the reference itself with ``prune_schedule="reference"``;
+    at most ``retrain_epochs``); when it is not, the network
     and optimizer state are restored and ``prune_fraction`` halved. A step that ends at or
     below the reference itself, not only in the slack, multiplies the share by
     ``prune_recovery`` (up to its start). So the network kept is always the smallest that
