@@ -42,12 +42,11 @@ def prune_iteration(synth: Synthesis, prune: Callable[[], None]) -> None:
     (``drop_dead_units``: retraining runs on what is alive, the function unchanged), then
     retraining in chunks stops as soon as the validation error is back within the ceiling
     (reference + ``prune_slack``; the reference itself with ``prune_schedule="reference"``;
-    at most ``retrain_epochs``); when it is not, the network
-    and optimizer state are restored and ``prune_fraction`` halved. A step that ends at or
-    below the reference itself, not only in the slack, multiplies the share by
-    ``prune_recovery`` (up to its start). So the network kept is always the smallest that
-    held the reference. Ends at the step budget, the sample cap or below
-    ``min_prune_fraction``."""
+    at most ``retrain_epochs``); when it is not, the network and optimizer state are
+    restored and ``prune_fraction`` halved. A step that ends at or below the reference
+    itself, not only in the slack, multiplies the share by ``prune_recovery`` (up to its
+    start). So the network kept is always the smallest that held the reference. Ends at the
+    step budget, the sample cap or below ``min_prune_fraction``."""
     cap = synth.budget.prune_samples
     if (synth.step >= synth.budget.prune_steps
             or synth.prune_fraction < synth.cfg.min_prune_fraction
