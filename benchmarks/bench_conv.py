@@ -112,6 +112,11 @@ def main() -> None:
         best, med = min(t), statistics.median(t)
         print(f"{name:<46}{1e6 * best / args.batch_size:18.1f}{best / min(plain):7.2f}"
               f"{1e6 * med / args.batch_size:18.1f}{med / statistics.median(plain):7.2f}")
+    names = list(models)
+    for layout in LAYOUTS:  # partial area against masked, per layout, in the same run
+        m, a = (times[n] for n in names if models[n][1] == layout and n.startswith("masked"))
+        print(f"partial area / masked, {layout}: fastest {min(a) / min(m):.2f}, median "
+              f"{statistics.median(a) / statistics.median(m):.2f}")
     print(f"native bf16 on this CPU: {cpu_has_bf16()} (nest_core trains channels_last on every "
           "CPU, with bf16 autocast only where this is True)")
     print("goals: the training path nest_core uses >= 2x faster than plain float32 (bf16/AMX "

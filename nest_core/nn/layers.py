@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nest_core.nn.area_conv import masked_entries, partial_area_conv
+from nest_core.nn.area_conv import choose, count_terms, masked_terms, partial_area_conv
 from nest_core.nn.masks import check_mask
 
 
@@ -126,7 +126,7 @@ class MaskedConv2d(_Masked):
         self._init_masked((out_channels, in_channels, kernel_size, kernel_size), True)
         self.stride, self.padding = int(stride), int(padding)
         self.register_buffer("area", None)
-        self._entries: tuple | None = None  # (key, masked_entries) for partial_area_conv
+        self._terms: tuple | None = None  # (key, count, masked_terms) for partial_area_conv
 
     @property
     def in_channels(self) -> int:
@@ -160,21 +160,31 @@ class MaskedConv2d(_Masked):
         w = self.effective_weight()  # (N, M, k, k)
         if self.area is None:
             return F.conv2d(x, w, self.bias, self.stride, self.padding)
+        count, terms = self.area_terms()
+        method = choose(x, w, self.area, count)
         return partial_area_conv(x, w, self.bias, self.area, self.stride, self.padding,
-                                 self.area_entries())
+                                 terms if method == "complement" else None, method)
 
-    def area_entries(self) -> tuple[torch.Tensor, ...]:
-        """The masked (input map, output map, position) entries of pairs with an active
-        weight (all pairs while ``track_dense_grad``: their dormant weights' gradients see
-        the area too), cached until the area or the mask changes."""
+    def area_terms(self) -> tuple[int, tuple[torch.Tensor, ...] | None]:
+        """How many (input map, output map, position, tap) terms the area removes from the
+        convolution, counting only active taps (all taps while ``track_dense_grad``: the
+        dormant weights' gradients see the area too), and their ``masked_terms`` when
+        ``complement`` is the method for them (else None); cached until the area or the
+        mask changes."""
         key = (self.area, self.area._version, self.mask, self.mask._version,
                self.track_dense_grad)
-        c = self._entries
+        c = self._terms
         if c is None or len(c[0]) != len(key) or any(
                 a is not b if torch.is_tensor(a) else a != b for a, b in zip(c[0], key)):
-            live = None if self.track_dense_grad else self.mask.any(dim=(2, 3)).T
-            self._entries = (key, masked_entries(self.area, live))
-        return self._entries[1]
+            taps = self.mask.flatten(2).transpose(0, 1)  # (M, N, k*k)
+            if self.track_dense_grad:
+                taps = torch.ones_like(taps)
+            count = count_terms(self.area, taps)
+            probe = self.weight.new_empty(1, self.in_channels, 1, 1)
+            wanted = self.in_channels > 1 and choose(  # one input map: the area masks y
+                probe, self.weight, self.area, count) == "complement"
+            self._terms = (key, count, masked_terms(self.area, taps) if wanted else None)
+        return self._terms[1], self._terms[2]
 
     def extra_repr(self) -> str:
         return (

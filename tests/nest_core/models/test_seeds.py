@@ -93,58 +93,76 @@ def per_pair_oracle(x, w, bias, area, stride, padding):
     ("positions", 2**24), ("positions", 500), ("positions", 800),  # chunked positions
 ])
 @pytest.mark.parametrize("keep", [1.0, 0.9, 0.3])
-def test_strided_padded_partial_area_conv_matches_pytorch(monkeypatch, method, chunk, keep):
-    """Every forward method of partial-area conv: output and the gradients of input and
-    weight equal a per-input-map loop of F.conv2d masked by the area (all-True: plain
+@pytest.mark.parametrize("maps", [3, 1])
+def test_strided_padded_partial_area_conv_matches_pytorch(monkeypatch, method, chunk, keep,
+                                                          maps):
+    """Every forward method of partial-area conv: output and the gradients of input, weight
+    and bias equal a per-input-map loop of F.conv2d masked by the area (all-True: plain
     F.conv2d), on a strided, padded layer, channels_last input included."""
     monkeypatch.setattr(area_conv, "PAIR_CHUNK", chunk)
     monkeypatch.setattr(area_conv, "PAIR_BLOCK", chunk)
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(2, 3, 11, 11, generator=g, dtype=torch.float64)
-    w = torch.randn(4, 3, 5, 5, generator=g, dtype=torch.float64)
+    x = torch.rand(2, maps, 11, 11, generator=g, dtype=torch.float64)
+    w = torch.randn(4, maps, 5, 5, generator=g, dtype=torch.float64)
     bias = torch.randn(4, generator=g, dtype=torch.float64)
-    area = torch.rand(3, 4, 6, 6, generator=g) < keep
-    ref_x, ref_w = x.clone().requires_grad_(), w.clone().requires_grad_()
-    ref = per_pair_oracle(ref_x, ref_w, bias, area, 2, 2)
+    area = torch.rand(maps, 4, 6, 6, generator=g) < keep
+    ref_in = [t.clone().requires_grad_() for t in (x, w, bias)]
+    ref = per_pair_oracle(*ref_in, area, 2, 2)
     if keep == 1.0:
         assert torch.allclose(ref, F.conv2d(x, w, bias, 2, 2))
     for inp in (x, x.contiguous(memory_format=torch.channels_last)):
-        xi, wi = inp.clone().requires_grad_(), w.clone().requires_grad_()
-        out = area_conv.partial_area_conv(xi, wi, bias, area, 2, 2, method=method)
+        got_in = [t.clone().requires_grad_() for t in (inp, w, bias)]
+        out = area_conv.partial_area_conv(*got_in[:2], got_in[2], area, 2, 2, method=method)
         assert torch.allclose(out, ref, atol=1e-10)
         grad = torch.randn(out.shape, generator=g, dtype=torch.float64)
-        got = torch.autograd.grad(out, (xi, wi), grad)
-        want = torch.autograd.grad(ref, (ref_x, ref_w), grad, retain_graph=True)
+        got = torch.autograd.grad(out, got_in, grad)
+        want = torch.autograd.grad(ref, ref_in, grad, retain_graph=True)
         assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(got, want))
 
 
-def test_masked_conv_leaves_dead_pairs_out_of_its_area_terms_unless_tracking():
-    """A MaskedConv2d's cached area entries skip pairs with no active weight (same output),
-    include them while track_dense_grad (their dormant weights' dense gradient sees the
-    area), and follow a changed mask."""
+def test_masked_conv_lists_only_active_taps_of_live_pairs_unless_tracking(monkeypatch):
+    """A MaskedConv2d's cached area terms (input map, output map, position, tap) skip pairs
+    with no active weight and dormant taps (same output, same gradients of the active
+    weights), include every tap while track_dense_grad (the dormant weights' dense gradient
+    sees the area), follow a changed mask, and are not listed where complement is not the
+    method (the output stays exact)."""
+    monkeypatch.setattr(area_conv, "COMPLEMENT_SHARE", 1.0)  # list the terms at any share
     conv = MaskedConv2d(2, 2, 3)
     conv.weight.data.normal_()
     mask = torch.ones(2, 2, 3, 3, dtype=torch.bool)
     mask[1, 0] = False  # pair (input 0, output 1) has no active weight
+    mask[1, 1, 0, 0] = False  # pair (input 1, output 1): tap 0 dormant
     conv.set_mask(mask)
     area = torch.ones(2, 2, 2, 2, dtype=torch.bool)
     area[0, 1, 0, 0] = area[1, 1, 1, 1] = False  # (m, n, p, q)
     conv.set_area(area)
-    rm, rn, rl = conv.area_entries()
-    assert (rm.tolist(), rn.tolist(), rl.tolist()) == ([1], [1], [3])
+    count, terms = conv.area_terms()
+    assert count == 8
+    assert [t.tolist() for t in terms] == [[1] * 8, [1] * 8, [3] * 8, list(range(1, 9))]
     x = torch.rand(1, 2, 4, 4)
-    ref = per_pair_oracle(x, conv.weight * conv.mask, conv.bias, area, 1, 0)
-    assert torch.allclose(conv(x), ref, atol=1e-6)
-    conv.track_dense_grad = True
-    assert [t.tolist() for t in conv.area_entries()] == [[0, 1], [1, 1], [0, 3]]
-    conv(x).sum().backward()
     w = (conv.weight * conv.mask).detach().requires_grad_()
-    per_pair_oracle(x, w, conv.bias.detach(), area, 1, 0).sum().backward()
+    ref = per_pair_oracle(x, w, conv.bias.detach(), area, 1, 0)
+    out = conv(x)
+    assert torch.allclose(out, ref, atol=1e-6)
+    out.sum().backward()
+    ref.sum().backward()
+    assert torch.allclose(conv.weight.grad * mask, w.grad * mask, atol=1e-5)  # active ones
+    conv.track_dense_grad = True
+    count, terms = conv.area_terms()
+    assert count == 18 and terms[0].tolist() == [0] * 9 + [1] * 9
+    conv.weight.grad = None
+    conv(x).sum().backward()
     assert torch.allclose(conv.dense_grad, w.grad, atol=1e-5)  # dormant weights included
     conv.track_dense_grad = False
     mask[1, 0, 0, 0] = True
     conv.set_mask(mask)
-    assert [t.tolist() for t in conv.area_entries()] == [[0, 1], [1, 1], [0, 3]]
+    count, terms = conv.area_terms()
+    assert count == 9 and terms[3].tolist() == [0, *range(1, 9)]
+    monkeypatch.setattr(area_conv, "COMPLEMENT_SHARE", 0.0)
+    conv.set_area(area.clone())
+    assert conv.area_terms() == (9, None)
+    w = (conv.weight * conv.mask).detach()
+    assert torch.allclose(conv(x), per_pair_oracle(x, w, conv.bias, area, 1, 0), atol=1e-6)
 
 
 def test_layer_table_flops_of_a_padded_conv_by_hand():
