@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from nest_core import SynthesisConfig, load_dataset, make_synthesis
+from nest_core.training.trainer import cpu_has_bf16
 
 CONFIG = {"model": "lenet300", "ratio": 0.4, "budget": "smoke"}
 CONFIG_ID = "50db89b5b4a3"  # 2deca97e1d66 before prune_recovery 2 (within the reference only)
@@ -24,6 +25,8 @@ def test_config_id_is_pinned():
 
 
 @pytest.mark.slow  # real MNIST, about 5 s
+@pytest.mark.skipif(cpu_has_bf16(), reason="pinned in float32: on a CPU with native bf16 "
+                    "nest_core trains with bf16 autocast, whose rounding differs")
 def test_smoke_synthesis_is_pinned(mnist_dir):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
