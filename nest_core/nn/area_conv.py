@@ -33,15 +33,13 @@ COMPLEMENT_SHARE = 0.02  # complement when the area removes at most this share o
 METHODS = ("auto", "complement", "pairs", "positions")
 
 
-def masked_terms(area: torch.Tensor, taps: torch.Tensor | None = None
+def masked_terms(area: torch.Tensor, taps: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(m, n, position, tap) of every term the area removes: each masked position of pair
     (m, n) (positions flattened row-major over (P, Q)) times each tap set in ``taps``
-    (M, N, k*k bool; None: all k*k taps). A pair's dormant taps (weight zero) add nothing
-    to the output, so leaving them out changes only their weights' gradients."""
+    (M, N, k*k bool). A pair's dormant taps (weight zero) add nothing to the output, so
+    leaving them out changes only their weights' gradients."""
     removed = (~area).flatten(2)  # (M, N, L)
-    if taps is None:
-        taps = torch.ones(*area.shape[:2], 1, dtype=torch.bool, device=area.device)
     rm, rn, rl = (removed & taps.any(2, keepdim=True)).nonzero(as_tuple=True)
     entry, rt = taps[rm, rn].nonzero(as_tuple=True)
     return rm[entry], rn[entry], rl[entry], rt
