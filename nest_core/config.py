@@ -97,6 +97,8 @@ class SynthesisConfig:
                            NON_NEGATIVE)
     batch_norm: bool = spec(False, "batch norm after each layer")
     distortion: bool = spec(True, "affine-distorted training images, as in the paper")
+    amp: bool = spec(True, "train under bfloat16 autocast where the hardware has it (a CUDA "
+                     "GPU with bf16, a CPU with AVX-512 BF16 or AMX); decisions stay float32")
     optimizer: str = spec("adam", "adam, or sgd (momentum 0.9)", Allowed(choices=OPTIMIZERS))
     lr: float = spec(3e-3, "learning rate", Allowed(0, 10, lo_open=True))
     batch_size: int = spec(128, "training batch size", AT_LEAST_ONE)
@@ -124,7 +126,11 @@ class SynthesisConfig:
     prune_schedule: str = spec(
         "constant", "retraining per pruning step: constant (until within prune_slack of the "
         "reference, or a plateau), reference (constant, until the reference itself, or a "
-        "plateau) or cosine", Allowed(choices=("constant", "reference", "cosine")))
+        "plateau), cosine, or gradual (Zhu & Gupta's cubic schedule to prune_target, no "
+        "rollback, the smallest network kept)",
+        Allowed(choices=("constant", "reference", "cosine", "gradual")))
+    prune_target: float = spec(0.98, "gradual: share of the post-growth connections the "
+                               "schedule has removed at its end", Allowed(0, 1, hi_open=True))
     connection_growth: float = spec(0.5, "Policy 1: connections added per layer, share of "
                                     "active", SHARE)
     connection_birth: float = spec(0.1, "Policy 1: mean |w| of new connections / mean |W| of "

@@ -30,6 +30,39 @@ def smallest_active(mask: torch.Tensor, magnitude: torch.Tensor, count: int) -> 
     return drop
 
 
+def removal_counts(net: Net, fraction: float, balanced: bool = True,
+                   flops: bool = False) -> dict[str, int]:
+    """How many active connections ``magnitude_prune(net, fraction, ...)`` removes per layer
+    (before ``smallest_active`` keeps one), without touching the masks."""
+    layers = layer_bns(net)
+    positions = output_positions(net) if flops else {}
+    n_max = max(layer.num_active() for _, layer, _ in layers)
+    f_max = max(layer.num_active() * positions.get(name, 1) for name, layer, _ in layers)
+    counts = {}
+    for name, layer, _ in layers:
+        n = layer.num_active()
+        share = fraction * ((n / n_max) ** 0.5 if balanced else 1.0)
+        if flops:
+            share = max(share, fraction * (n * positions.get(name, 1) / f_max) ** 0.5)
+        counts[name] = int(share * n)
+    return counts
+
+
+def fraction_removing(net: Net, count: int, flops: bool = False) -> float:
+    """The smallest ``fraction`` whose balanced ``magnitude_prune`` removes at least
+    ``count`` connections in all (1.0 when none does), by bisection."""
+    if sum(removal_counts(net, 1.0, flops=flops).values()) < count:
+        return 1.0
+    lo, hi = 0.0, 1.0
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        if sum(removal_counts(net, mid, flops=flops).values()) >= count:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
 @torch.no_grad()
 def magnitude_prune(net: Net, fraction: float, balanced: bool = True,
                     flops: bool = False) -> dict[str, int]:
@@ -40,20 +73,12 @@ def magnitude_prune(net: Net, fraction: float, balanced: bool = True,
     (Han et al. 2015, Fig. 6), shrink more slowly than the big ones. With ``flops`` too, the
     share is the larger of that and ``fraction * sqrt(f / f_max)`` with f the layer's FLOPs
     (n times its output positions), so a small but costly layer (LeNet-5's conv1: 576
-    positions per weight) still shrinks quickly.
+    positions per weight) still shrinks quickly (``removal_counts``).
     """
-    layers = layer_bns(net)
-    positions = output_positions(net) if flops else {}
-    n_max = max(layer.num_active() for _, layer, _ in layers)
-    f_max = max(layer.num_active() * positions.get(name, 1) for name, layer, _ in layers)
+    counts = removal_counts(net, fraction, balanced, flops)
     removed = {}
-    for name, layer, bn in layers:
-        n = layer.num_active()
-        share = fraction * ((n / n_max) ** 0.5 if balanced else 1.0)
-        if flops:
-            share = max(share, fraction * (n * positions.get(name, 1) / f_max) ** 0.5)
-        k = int(share * n)
-        drop = smallest_active(layer.mask, effective_weight(layer, bn), k)
+    for name, layer, bn in layer_bns(net):
+        drop = smallest_active(layer.mask, effective_weight(layer, bn), counts[name])
         removed[name] = prune_mask(layer.mask, drop)
         layer.enforce_mask()
     return removed

@@ -21,7 +21,7 @@ from nest_core.config import SynthesisConfig
 from nest_core.data import AffineDistortion, ImageData
 from nest_core.measures import count_params
 from nest_core.models.seeds import Net, build_seed, seed_architecture
-from nest_core.synthesis import checkpoint, growth_stage, pruning_stage
+from nest_core.synthesis import checkpoint, gradual, growth_stage, pruning_stage
 from nest_core.synthesis.history import Event
 from nest_core.synthesis.methods import Method, method_named
 from nest_core.synthesis.pruning_stage import cosine
@@ -60,7 +60,7 @@ class Synthesis:
         self.candidates: list[tuple] = []  # smaller ones above the reference, within the slack
         self.lr_scale = 1.0  # the share of cfg.lr the last training ended at
         self.distortion = AffineDistortion() if cfg.distortion else None
-        self.spec = TrainSpec(cfg.optimizer, cfg.lr, cfg.batch_size, self.distortion)
+        self.spec = TrainSpec(cfg.optimizer, cfg.lr, cfg.batch_size, self.distortion, cfg.amp)
         self.trainer = Trainer(self.net, data, self.spec, self.generator)
         self.average = WeightAverage(cfg.growth_average) if cfg.growth_average else None
 
@@ -196,7 +196,9 @@ class Synthesis:
         growth_stage.grow_step(self)
 
     def _pruning(self) -> None:
-        pruning_stage.prune_iteration(self, lambda: self.method.prune_step(self))
+        iteration = (gradual.gradual_iteration if self.cfg.prune_schedule == "gradual"
+                     else pruning_stage.prune_iteration)
+        iteration(self, lambda: self.method.prune_step(self))
 
     def pruning_rate(self) -> float:
         """The share of ``cfg.lr`` pruning and fine-tuning train at: ``prune_lr``, but at

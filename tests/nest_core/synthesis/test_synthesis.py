@@ -13,7 +13,7 @@ from nest_core.__main__ import main
 from nest_core.config import Budget
 from nest_core.measures import count_params
 from nest_core.synthesis.compact import drop_dead_units
-from tests.conftest import run_and_resume
+from tests.conftest import run_and_resume, toy_data
 
 TINY = Budget(train_limit=2000, warmup_epochs=1, growth_steps=2, growth_epochs=0.5,
               prune_steps=2, retrain_epochs=0.5, final_epochs=0.5)
@@ -134,3 +134,15 @@ def test_cli_smoke_writes_complete_result(mnist_dir, tmp_path):
 
     net = load_compact(out / "model.pt")
     assert count_params(net) == result["final_params"]
+
+
+def test_amp_off_trains_in_float32_and_names_another_run():
+    from nest_core.training.trainer import use_amp
+
+    data = toy_data()
+    on = SynthesisConfig.create(model="lenet300", ratio=0.1, budget="smoke")
+    off = SynthesisConfig.create(model="lenet300", ratio=0.1, budget="smoke", amp=False)
+    synth_on, synth_off = Synthesis(on, data), Synthesis(off, data)
+    assert synth_on.spec.amp and not synth_off.spec.amp
+    assert not use_amp(synth_off.net, synth_off.spec.amp)  # whatever the CPU
+    assert on.config_id != off.config_id
