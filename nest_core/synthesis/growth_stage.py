@@ -77,11 +77,11 @@ def stalled(synth: Synthesis) -> bool:
 
 def end_growth(synth: Synthesis) -> None:
     """Hand over to pruning: anneal, note the post-growth network and set the reference
-    pruning holds (the target, or the error reached when growth missed it, plus
-    ``prune_tolerance``). A dense start hands over here too, so every method prunes
+    pruning holds (the target, or the error reached when growth and its anneal missed it,
+    plus ``prune_tolerance``). A dense start hands over here too, so every method prunes
     against the same reference."""
+    anneal(synth)  # part of the growth phase: the target is judged after it
     reached = synth.val_error <= synth.cfg.target
-    anneal(synth)
     synth.post_growth = {"params": count_params(synth.net), "val_error": synth.val_error,
                          "target_reached": reached, "lr_scale": synth.lr_scale,
                          "architecture": synth.net.architecture().to_dict()}

@@ -60,26 +60,26 @@ def test_gradual_pruning_only_removes_never_rolls_back_and_returns_a_network_wit
     assert result["final_params"] == count_params(synth.net)
 
 
-def test_gradual_pruning_stops_after_patience_checks_above_the_slack_and_keeps_the_last_within():
-    synth = Synthesis(_cfg(plateau_patience=2), toy_data())
+def test_gradual_pruning_runs_its_schedule_and_hands_over_the_smallest_network_kept():
+    synth = Synthesis(_cfg(), toy_data())
     while synth.stage != "pruning":
         synth.advance()
     ref, slack = synth.reference, synth.cfg.prune_slack
-    errors = iter([ref - 0.01, ref + slack + 0.01, ref, ref + 1, ref + 1])
+    errors = iter([ref - 0.01, ref + slack / 2, ref + 1, ref + 1, ref - 0.01, ref + slack])
     sizes = {}
 
-    def scripted() -> float:  # the checks' validation errors, then the reference itself
-        synth.val_error = next(errors, ref)
+    def scripted() -> float:  # the checks' validation errors, then far above the slack
+        synth.val_error = next(errors, ref + 1)
         sizes.setdefault(len(_retrains(synth)), count_params(synth.net))
         return synth.val_error
 
     synth._evaluate = scripted
     while synth.stage == "pruning":
         synth.advance()
-    assert [e.val_error for e in _retrains(synth)] == [ref - 0.01, ref + slack + 0.01, ref,
-                                                        ref + 1, ref + 1]
-    assert count_params(synth.net) == sizes[2]  # the third check's network: the last within
-    assert synth.val_error == ref
+    assert len(_retrains(synth)) == BUDGET.prune_steps  # no early end
+    assert [count_params(c[0]) for c in synth.candidates] == [sizes[5]]  # within the slack
+    assert count_params(synth.within[0]) == sizes[4]  # the smallest within the reference
+    assert count_params(synth.net) == sizes[5] and synth.val_error == ref + slack
 
 
 def test_a_gradual_run_resumes_identically():
