@@ -140,8 +140,9 @@ def test_amp_off_trains_in_float32_and_names_another_run():
     from nest_core.training.trainer import use_amp
 
     data = toy_data()
-    on = SynthesisConfig.create(model="lenet300", ratio=0.1, budget="smoke")
-    off = SynthesisConfig.create(model="lenet300", ratio=0.1, budget="smoke", amp=False)
+    on = SynthesisConfig.create(model="lenet300", ratio=0.1, budget="smoke", amp=True)
+    off = SynthesisConfig.create(model="lenet300", ratio=0.1, budget="smoke")  # its default
+    assert SynthesisConfig.create(model="lenet5").amp  # on where it costs no accuracy
     synth_on, synth_off = Synthesis(on, data), Synthesis(off, data)
     assert synth_on.spec.amp and not synth_off.spec.amp
     assert not use_amp(synth_off.net, synth_off.spec.amp)  # whatever the CPU
