@@ -31,19 +31,20 @@ def smallest_active(mask: torch.Tensor, magnitude: torch.Tensor, count: int) -> 
 
 
 def removal_counts(net: Net, fraction: float, balanced: bool = True,
-                   flops: bool = False) -> dict[str, int]:
+                   positions: dict[str, int] | None = None) -> dict[str, int]:
     """How many active connections ``magnitude_prune(net, fraction, ...)`` removes per layer
-    (before ``smallest_active`` keeps one), without touching the masks."""
+    (before ``smallest_active`` keeps one), without touching the masks; ``positions``
+    (``output_positions(net)``) adds the FLOPs term of ``magnitude_prune(flops=True)``."""
     layers = layer_bns(net)
-    positions = output_positions(net) if flops else {}
     n_max = max(layer.num_active() for _, layer, _ in layers)
-    f_max = max(layer.num_active() * positions.get(name, 1) for name, layer, _ in layers)
+    per = positions or {}
+    f_max = max(layer.num_active() * per.get(name, 1) for name, layer, _ in layers)
     counts = {}
     for name, layer, _ in layers:
         n = layer.num_active()
         share = fraction * ((n / n_max) ** 0.5 if balanced else 1.0)
-        if flops:
-            share = max(share, fraction * (n * positions.get(name, 1) / f_max) ** 0.5)
+        if positions is not None:
+            share = max(share, fraction * (n * per.get(name, 1) / f_max) ** 0.5)
         counts[name] = int(share * n)
     return counts
 
@@ -51,15 +52,17 @@ def removal_counts(net: Net, fraction: float, balanced: bool = True,
 def fraction_removing(net: Net, count: int, flops: bool = False) -> float:
     """The smallest ``fraction`` whose balanced ``magnitude_prune`` removes at least
     ``count`` connections in all (1.0 when none does), by bisection."""
-    if sum(removal_counts(net, 1.0, flops=flops).values()) < count:
+    positions = output_positions(net) if flops else None
+
+    def removed(fraction: float) -> int:
+        return sum(removal_counts(net, fraction, positions=positions).values())
+
+    if removed(1.0) < count:
         return 1.0
     lo, hi = 0.0, 1.0
     for _ in range(30):
         mid = (lo + hi) / 2
-        if sum(removal_counts(net, mid, flops=flops).values()) >= count:
-            hi = mid
-        else:
-            lo = mid
+        lo, hi = (lo, mid) if removed(mid) >= count else (mid, hi)
     return hi
 
 
@@ -75,7 +78,7 @@ def magnitude_prune(net: Net, fraction: float, balanced: bool = True,
     (n times its output positions), so a small but costly layer (LeNet-5's conv1: 576
     positions per weight) still shrinks quickly (``removal_counts``).
     """
-    counts = removal_counts(net, fraction, balanced, flops)
+    counts = removal_counts(net, fraction, balanced, output_positions(net) if flops else None)
     removed = {}
     for name, layer, bn in layer_bns(net):
         drop = smallest_active(layer.mask, effective_weight(layer, bn), counts[name])

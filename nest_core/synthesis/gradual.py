@@ -22,8 +22,7 @@ from typing import Any
 
 from nest_core.measures import count_params
 from nest_core.prune.magnitude import fraction_removing
-from nest_core.synthesis.compact import drop_dead_units
-from nest_core.synthesis.pruning_stage import cosine, keep_candidate
+from nest_core.synthesis.pruning_stage import cosine, keep_candidate, remove
 
 Synthesis = Any  # a nest_core.synthesis.loop.Synthesis (not imported: it imports this module)
 
@@ -48,11 +47,7 @@ def gradual_iteration(synth: Synthesis, prune: Callable[[], None]) -> None:
     current = count_params(synth.net)
     if current > goal:
         synth.prune_fraction = fraction_removing(synth.net, current - goal, cfg.prune_flops)
-        prune()
-        index = drop_dead_units(synth.net)
-        if index is not None:
-            synth.trainer.compacted(synth.net, index)
-        synth._changed()
+        remove(synth, prune)
     lr, n = synth.pruning_rate(), budget.prune_steps
     synth._train(cfg.eval_epochs, "pruning", (cosine(lr, lr / 20, (synth.step - 1) / n),
                                               cosine(lr, lr / 20, synth.step / n)))

@@ -37,6 +37,17 @@ def prune_step(synth: Synthesis) -> None:
         synth._log("prune_neurons", name, removed=cut)
 
 
+def remove(synth: Synthesis, prune: Callable[[], None]) -> None:
+    """``prune()``, then the units it left dead leave the network, so retraining runs on
+    what is alive (``drop_dead_units``: the same function on fewer channels); the optimizer
+    state follows."""
+    prune()
+    index = drop_dead_units(synth.net)
+    if index is not None:
+        synth.trainer.compacted(synth.net, index)
+    synth._changed()
+
+
 def prune_iteration(synth: Synthesis, prune: Callable[[], None]) -> None:
     """One pruning iteration: ``prune()`` removes, the units it left dead leave the network
     (``drop_dead_units``: retraining runs on what is alive, the function unchanged), then
@@ -56,11 +67,7 @@ def prune_iteration(synth: Synthesis, prune: Callable[[], None]) -> None:
     synth.step += 1
     good, saved = copy.deepcopy(synth.net), synth.trainer.snapshot()
     before, good_error = count_params(synth.net), synth.val_error
-    prune()
-    index = drop_dead_units(synth.net)  # retraining runs on what is alive
-    if index is not None:
-        synth.trainer.compacted(synth.net, index)
-    synth._changed()
+    remove(synth, prune)
     ceiling = synth.reference + synth.cfg.prune_slack
     schedule = synth.cfg.prune_schedule
     goal = synth.reference if schedule == "reference" else ceiling  # accepted: <= ceiling
