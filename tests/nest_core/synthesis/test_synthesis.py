@@ -13,6 +13,7 @@ from nest_core.__main__ import main
 from nest_core.config import Budget
 from nest_core.measures import count_params
 from nest_core.synthesis.compact import drop_dead_units
+from nest_core.training.trainer import use_amp
 from tests.conftest import run_and_resume, toy_data
 
 TINY = Budget(train_limit=2000, warmup_epochs=1, growth_steps=2, growth_epochs=0.5,
@@ -137,8 +138,6 @@ def test_cli_smoke_writes_complete_result(mnist_dir, tmp_path):
 
 
 def test_amp_off_trains_in_float32_and_names_another_run():
-    from nest_core.training.trainer import use_amp
-
     data = toy_data()
     on = SynthesisConfig.create(model="lenet300", ratio=0.1, budget="smoke", amp=True)
     off = SynthesisConfig.create(model="lenet300", ratio=0.1, budget="smoke")  # its default
