@@ -87,3 +87,41 @@ def test_a_gradual_run_resumes_identically():
     assert first.stage == "pruning"
     for key in ("final_params", "val_error", "test_error", "pruning_samples"):
         assert resumed[key] == expected[key], key
+
+
+def test_the_paced_clock_holds_after_a_check_above_the_slack_and_ends_after_retrain_epochs():
+    synth = Synthesis(_cfg(prune_schedule="paced"), toy_data())
+    while synth.stage != "pruning":
+        synth.advance()
+    ref = synth.reference
+    # within, above (hold), within (the clock moves on), then above for good
+    errors = iter([ref - 0.01, ref + 1, ref - 0.01])
+
+    def scripted() -> float:
+        synth.val_error = next(errors, ref + 1)
+        return synth.val_error
+
+    synth._evaluate = scripted
+    steps, sizes = [], []
+    while synth.stage == "pruning":
+        synth.advance()
+        steps.append(synth.step)
+        sizes.append(count_params(synth.net))
+    checks = _retrains(synth)
+    holds = [e for e in checks if e.detail == "hold"]
+    assert [e.detail.startswith("goal") for e in checks] == [True, True, False, True] + [
+        False] * (len(checks) - 4)
+    # the clock: 1, 2, held at 2, 3, then held until retrain_epochs of checks above the slack
+    limit = round(BUDGET.retrain_epochs / synth.cfg.eval_epochs)
+    assert steps[:4] == [1, 2, 2, 3] and len(holds) == 1 + limit - 1
+    assert sizes[2] == sizes[1] and sizes[3] < sizes[2]  # a hold prunes nothing
+    assert synth.stage == "final" and synth.step == 0
+    assert count_params(synth.net) == sizes[2]  # the smallest within: what the hold restored
+
+
+def test_a_paced_run_resumes_identically():
+    expected, resumed, first = run_and_resume(_cfg(prune_schedule="paced"), toy_data(),
+                                              advances=6)
+    assert first.stage == "pruning"
+    for key in ("final_params", "val_error", "test_error", "pruning_samples"):
+        assert resumed[key] == expected[key], key
