@@ -18,6 +18,7 @@ from nest_core.data import (
     val_count,
     write_idx,
 )
+from nest_core.data.augment import affine_grid
 from nest_core.data.datasets import SPLIT_SEED
 from tests.idx_data import make_idx_mnist
 
@@ -136,6 +137,15 @@ def test_distortion_keeps_shape_and_range(mnist_small):
     assert out.min() >= 0.0 and out.max() <= 1.0 + 1e-6
     assert not torch.allclose(out, x)
     assert torch.allclose(AffineDistortion(0, 0, 0, 0)(x, torch.Generator()), x, atol=1e-5)
+
+
+@pytest.mark.parametrize(("h", "w"), [(28, 28), (5, 9)])
+def test_affine_grid_matches_torch(h, w):
+    theta = torch.randn(7, 2, 3, generator=torch.Generator().manual_seed(0))
+    expected = torch.nn.functional.affine_grid(theta, [7, 1, h, w], align_corners=False)
+    got = affine_grid(theta, h, w)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-6, rtol=0)
 
 
 def test_distortion_validates():
