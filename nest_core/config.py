@@ -132,10 +132,9 @@ class SynthesisConfig:
         "constant", "retraining per pruning step: constant (until within prune_slack of the "
         "reference, or a plateau), reference (constant, until the reference itself, or a "
         "plateau), cosine, or gradual (Zhu & Gupta's cubic schedule to prune_target, no "
-        "rollback, the smallest network kept), or paced (gradual on a clock that waits for "
-        "retraining: it advances only on a check within prune_slack)",
-        Allowed(choices=("constant", "reference", "cosine", "gradual", "paced")))
-    prune_target: float = spec(0.98, "gradual, paced: share of the post-growth connections the "
+        "rollback, the smallest network kept)",
+        Allowed(choices=("constant", "reference", "cosine", "gradual")))
+    prune_target: float = spec(0.98, "gradual: share of the post-growth connections the "
                                "schedule has removed at its end", Allowed(0, 1, hi_open=True))
     connection_growth: float = spec(0.5, "Policy 1: connections added per layer, share of "
                                     "active", SHARE)

@@ -10,12 +10,6 @@ within the slack as a candidate (``pruning_stage.keep_candidate``); the schedule
 its last iteration (or the sample cap) and hands the smallest network kept to the final
 fine-tuning and its search.
 
-``prune_schedule="paced"`` is the same schedule on a clock that advances only on a check
-within ``prune_slack`` of the reference: after a check above it the network trains another
-``eval_epochs`` without pruning (the rate held where the clock stands), so late steps wait for
-retraining instead of outrunning it; ``retrain_epochs`` of such checks in a row end the
-schedule.
-
 >>> round(removed_share(0.98, 50, 100), 4)  # half-way through: 7/8 of the final share
 0.8575
 """
@@ -47,12 +41,6 @@ def gradual_iteration(synth: Synthesis, prune: Callable[[], None]) -> None:
                                             and synth.samples["pruning"] >= cap):
         end(synth)
         return
-    if cfg.prune_schedule == "paced" and _held(synth):
-        if _held(synth) * cfg.eval_epochs >= budget.retrain_epochs - 1e-9:
-            end(synth)
-        else:
-            _check(synth, "hold", hold=True)
-        return
     synth.step += 1
     start = synth.post_growth.get("params", count_params(synth.net))
     goal = int(start * (1 - removed_share(cfg.prune_target, synth.step, budget.prune_steps)))
@@ -60,35 +48,15 @@ def gradual_iteration(synth: Synthesis, prune: Callable[[], None]) -> None:
     if current > goal:
         synth.prune_fraction = fraction_removing(synth.net, current - goal, cfg.prune_flops)
         remove(synth, prune)
-    _check(synth, f"goal {goal}")
-
-
-def _check(synth: Synthesis, detail: str, hold: bool = False) -> None:
-    """Train ``eval_epochs`` at the schedule's rate (where the clock stands when holding),
-    check, and keep what holds."""
-    cfg, lr, n = synth.cfg, synth.pruning_rate(), synth.budget.prune_steps
-    t0 = synth.step / n if hold else (synth.step - 1) / n
-    synth._train(cfg.eval_epochs, "pruning", (cosine(lr, lr / 20, t0),
+    lr, n = synth.pruning_rate(), budget.prune_steps
+    synth._train(cfg.eval_epochs, "pruning", (cosine(lr, lr / 20, (synth.step - 1) / n),
                                               cosine(lr, lr / 20, synth.step / n)))
     synth._evaluate()
-    synth._log("retrain", detail=detail)
+    synth._log("retrain", detail=f"goal {goal}")
     if synth.val_error <= synth.reference:
         synth._keep_within()
     elif synth.val_error <= synth.reference + cfg.prune_slack:
         keep_candidate(synth)
-
-
-def _held(synth: Synthesis) -> int:
-    """How many checks in a row, the latest included, ended above the slack (0: the latest
-    was within it); read off the history, so a resumed run continues the count."""
-    ceiling, held = synth.reference + synth.cfg.prune_slack, 0
-    for event in reversed(synth.history):
-        if event.phase != "retrain":
-            continue
-        if event.val_error <= ceiling:
-            break
-        held += 1
-    return held
 
 
 def end(synth: Synthesis) -> None:

@@ -196,7 +196,7 @@ class Synthesis:
         growth_stage.grow_step(self)
 
     def _pruning(self) -> None:
-        iteration = (gradual.gradual_iteration if self.cfg.prune_schedule in ("gradual", "paced")
+        iteration = (gradual.gradual_iteration if self.cfg.prune_schedule == "gradual"
                      else pruning_stage.prune_iteration)
         iteration(self, lambda: self.method.prune_step(self))
 
