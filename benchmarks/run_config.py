@@ -6,7 +6,8 @@
 Values are JSON (``prune_lr=0.3``, ``growth_schedule='"cosine"'``, ``keep_optimizer=false``,
 ``budget.prune_steps=100``); the budget is ``quick`` unless ``budget=...`` names another
 preset. Prints one JSON line (test/val error, params, post-growth size, samples, seconds)
-and writes it with the whole history to ``runs/ablation/NAME-sSEED.json``. THREADS sets
+and writes it with the whole history to ``runs/ablation/NAME-sSEED.json`` (which
+``bench_methods.py --nest-result`` reads: it carries the config id). THREADS sets
 torch's threads (default 2).
 """
 
@@ -46,7 +47,7 @@ def main(argv: list[str]) -> int:
     start = time.perf_counter()
     result, _ = synthesize(cfg, data)
     out = {k: result[k] for k in KEYS} | {"wall": time.perf_counter() - start, "name": name,
-                                          "seed": seed}
+                                          "seed": seed, "config_id": cfg.config_id}
     print(json.dumps(out), flush=True)
     folder = Path("runs/ablation")
     folder.mkdir(parents=True, exist_ok=True)

@@ -122,6 +122,9 @@ class SynthesisConfig:
                               Allowed(0, 100, lo_open=True))
     growth_average: float = spec(0.0, "growth checks also read an EMA of the weights "
                                  "(decay per step)", Allowed(0, 1, hi_open=True, note="0: off"))
+    prune_average: float = spec(0.0, "pruning's retraining checks also read an EMA of the "
+                                "weights (decay per step)",
+                                Allowed(0, 1, hi_open=True, note="0: off"))
     plateau_patience: int = spec(3, "checks without a new best val error: a plateau (grow "
                                  "again)", AT_LEAST_ONE)
     prune_lr: float = spec(0.3, "learning rate of pruning and fine-tuning, as a share of lr",

@@ -62,7 +62,9 @@ class Synthesis:
         self.distortion = AffineDistortion() if cfg.distortion else None
         self.spec = TrainSpec(cfg.optimizer, cfg.lr, cfg.batch_size, self.distortion, cfg.amp)
         self.trainer = Trainer(self.net, data, self.spec, self.generator)
-        self.average = WeightAverage(cfg.growth_average) if cfg.growth_average else None
+        self.averages = {kind: WeightAverage(decay) if decay else None for kind, decay in
+                         (("growth", cfg.growth_average), ("pruning", cfg.prune_average))}
+        self.averaging: WeightAverage | None = None  # the average training updates now
 
     # ---- bookkeeping -------------------------------------------------------------------
     @property
@@ -83,11 +85,8 @@ class Synthesis:
         lr = (tuple(self.cfg.lr * s for s in lr_scale) if isinstance(lr_scale, tuple)
               else self.cfg.lr * lr_scale)
         self.lr_scale = lr_scale[-1] if isinstance(lr_scale, tuple) else lr_scale
-        after = self.average.update if self._averaging(kind) else None
+        after = self.averaging.update if self.averaging is not None else None
         self.samples[kind] += self.trainer.train(self._epochs(epochs), lr, after_step=after)
-
-    def _averaging(self, kind: str) -> bool:
-        return self.average is not None and kind == "growth"
 
     def _changed(self) -> None:
         """The network's structure or masks changed: the optimizer follows it (or, without
@@ -106,10 +105,18 @@ class Synthesis:
         ``lr_scale``: a constant share of ``cfg.lr``, (start, end) of a half-cosine over
         ``max_epochs`` (each chunk gets its piece of it), or ``f(chunk_epochs) -> (start,
         end)`` for a schedule that spans the whole phase."""
+        self.averaging = self.averages[kind]
+        if self.averaging is not None:
+            self.averaging.reset(self.net)
+        try:
+            return self._train_chunks(max_epochs, kind, done, lr_scale, plateau)
+        finally:
+            self.averaging = None
+
+    def _train_chunks(self, max_epochs: float, kind: str, done: Callable[[float], bool],
+                      lr_scale: float | tuple[float, float] | Callable, plateau: bool) -> bool:
         chunk = min(self.cfg.eval_epochs, max_epochs) if max_epochs > 0 else 0
         spent, best, waited = 0.0, float("inf"), 0
-        if self._averaging(kind):
-            self.average.reset(self.net)
         while chunk > 0 and spent < max_epochs - 1e-9:
             step = min(chunk, max_epochs - spent)
             lr = lr_scale(step) if callable(lr_scale) else lr_scale
@@ -118,7 +125,7 @@ class Synthesis:
                       cosine(*lr_scale, (spent + step) / max_epochs))
             self._train(step, kind, lr)
             spent += step
-            err = self._evaluate_averaged() if self._averaging(kind) else self._evaluate()
+            err = self._evaluate_averaged() if self.averaging is not None else self._evaluate()
             if done(err):
                 return True
             if err < best:
@@ -144,7 +151,7 @@ class Synthesis:
     def _evaluate_averaged(self) -> float:
         """The lower validation error of the network and of its weight average; the
         network keeps those weights."""
-        self.val_error = self.average.best_of(self.net, self._evaluate(),
+        self.val_error = self.averaging.best_of(self.net, self._evaluate(),
                                               lambda: error_rate(self.net, self.data.val))
         return self.val_error
 

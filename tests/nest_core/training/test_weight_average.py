@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from nest_core.config import Budget, SynthesisConfig
-from nest_core.nn.layers import MaskedLinear
+from nest_core.nn.layers import MaskedLinear, masked_layers
+from nest_core.synthesis.loop import Synthesis
 from nest_core.training.weight_average import WeightAverage
 from tests.conftest import run_and_resume
 
@@ -83,4 +84,30 @@ def test_averaged_growth_checks_never_read_worse_and_resume_identically(mnist_sm
         cfg.with_(growth_average=1.0)
     expected, resumed, _ = run_and_resume(cfg, mnist_small)
     for key in ("final_params", "post_growth_params", "val_error", "test_error"):
+        assert resumed[key] == expected[key], key
+
+
+def test_averaged_pruning_checks_keep_masks_and_only_pruning_updates_its_average(
+        mnist_small, monkeypatch):
+    cfg = SynthesisConfig.create(model="lenet300", ratio=0.2, budget="custom",
+                                 budget_spec=TINY, prune_average=0.9, seed=5)
+    synth = Synthesis(cfg, mnist_small)
+    assert synth.averages["growth"] is None and synth.averages["pruning"] is not None
+    while synth.stage != "pruning":
+        synth.advance()
+    assert synth.averages["pruning"].steps == 0  # growth never touched it
+    seen = []
+
+    def averaged() -> float:
+        seen.append(synth.averaging)
+        return Synthesis._evaluate_averaged(synth)
+
+    monkeypatch.setattr(synth, "_evaluate_averaged", averaged)
+    synth.advance()  # one pruning step: its retraining checks read the average
+    assert seen and all(a is synth.averages["pruning"] for a in seen)
+    assert synth.averaging is None and synth.averages["pruning"].steps > 0
+    for name, fc in masked_layers(synth.net):
+        assert torch.all(fc.weight[~fc.mask] == 0), name
+    expected, resumed, _ = run_and_resume(cfg, mnist_small, advances=4)
+    for key in ("final_params", "val_error", "test_error"):
         assert resumed[key] == expected[key], key
