@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from typing import Any
 
 from nest_core.grow.connections import dense_gradients, grow_connections
@@ -19,14 +20,15 @@ from nest_core.nn.layers import display_names
 from nest_core.training.trainer import grad_batches
 
 Synthesis = Any  # a nest_core.synthesis.loop.Synthesis (not imported: it imports this module)
+REACHED = "target reached"  # the detail of a growth training event that ended at the target
 
 
 def warmup(synth: Synthesis) -> None:
     """NeST's start: seed training until the target, a plateau or ``warmup_epochs``."""
     phase = synth.cfg.growth_schedule == "phase"
-    synth._train_until(synth.budget.warmup_epochs, "growth", synth._reached,
-                       lr_scale=synth._phase_lr if phase else 1.0)
-    synth._log("warmup")
+    reached = synth._train_until(synth.budget.warmup_epochs, "growth", reaching(synth),
+                                 lr_scale=synth._phase_lr if phase else 1.0)
+    synth._log("warmup", detail=REACHED if reached else "")
     synth.stage = "growth"
 
 
@@ -61,9 +63,29 @@ def grow_step(synth: Synthesis) -> None:
     synth._changed()
     schedule = {"plateau": max(0.1, synth._gap()), "cosine": (1.0, 0.05),
                 "phase": synth._phase_lr}[cfg.growth_schedule]
-    synth._train_until(synth.budget.growth_epochs, "growth", synth._reached,
-                       lr_scale=schedule, plateau=cfg.growth_schedule != "cosine")
-    synth._log("train")
+    reached = synth._train_until(synth.budget.growth_epochs, "growth", reaching(synth),
+                                 lr_scale=schedule, plateau=cfg.growth_schedule != "cosine")
+    synth._log("train", detail=REACHED if reached else "")
+
+
+def reaching(synth: Synthesis) -> Callable[[float], bool]:
+    """A training call's stop test: ``growth_confirm`` checks in a row at or below the
+    target (one check alone may be a low one: at growth's rate the validation error of one
+    network swings by a few tenths of a point from check to check)."""
+    in_a_row = 0
+
+    def done(err: float) -> bool:
+        nonlocal in_a_row
+        in_a_row = in_a_row + 1 if err <= synth.cfg.target else 0
+        return in_a_row >= synth.cfg.growth_confirm
+
+    return done
+
+
+def reached(synth: Synthesis) -> bool:
+    """Whether the last growth training call ended at the target (confirmed)."""
+    last = [e for e in synth.history if e.phase in ("warmup", "train")]
+    return bool(last) and last[-1].detail == REACHED
 
 
 def stalled(synth: Synthesis) -> bool:

@@ -14,7 +14,7 @@ import torch
 from nest_core import SynthesisConfig, load_dataset, make_synthesis
 
 CONFIG = {"model": "lenet300", "ratio": 0.4, "budget": "smoke"}
-CONFIG_ID = "9d0868e84341"  # f563a0e7d0c6 before prune_average (50db89b5b4a3 before amp)
+CONFIG_ID = "7cb59da27e65"  # f563a0e7d0c6 before prune_average and growth_confirm
 
 
 def test_config_id_is_pinned():

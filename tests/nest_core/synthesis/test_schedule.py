@@ -351,3 +351,23 @@ def test_growth_stalls_after_patience_steps_without_a_new_best(patience, errors,
                     event("train", step, err)]
     synth = SimpleNamespace(cfg=SimpleNamespace(growth_patience=patience), history=history)
     assert stalled(synth) is expected
+
+
+@pytest.mark.parametrize(("confirm", "errors", "checks"), [
+    (1, [0.2, 0.04, 0.3], 2),  # one check at the target ends the call
+    (2, [0.2, 0.04, 0.3, 0.05, 0.04, 0.3], 5),  # two in a row: the low one alone does not
+])
+def test_growth_ends_after_growth_confirm_checks_in_a_row_at_the_target(
+        mnist_small, monkeypatch, confirm, errors, checks):
+    cfg = SynthesisConfig.create(model="lenet300", ratio=0.2, budget="custom", budget_spec=TINY,
+                                 eval_epochs=0.05, plateau_patience=9, target_error=0.05,
+                                 growth_confirm=confirm)
+    synth = Synthesis(cfg, mnist_small)
+    chunks = _scripted(monkeypatch, synth, list(errors))
+    synth.advance()  # the seed's training: stops at the confirmed target
+    assert len(chunks) == checks
+    assert synth.history[-1].phase == "warmup" and synth.history[-1].detail == "target reached"
+    synth.advance()  # growth sees it: no growth step, pruning next
+    assert synth.stage == "pruning" and synth.post_growth["target_reached"]
+    with pytest.raises(ValueError, match="growth_confirm"):
+        cfg.with_(growth_confirm=0)
