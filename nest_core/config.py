@@ -116,8 +116,8 @@ class SynthesisConfig:
         "the next step once validation error stops improving), cosine (each step up to "
         "growth_epochs on its own half-cosine) or plateau (constant lr following the gap to "
         "the target, next step on a plateau)", Allowed(choices=("phase", "cosine", "plateau")))
-    growth_confirm: int = spec(1, "growth ends after this many checks in a row at or below "
-                               "the target", AT_LEAST_ONE)
+    growth_confirm: int = spec(2, "growth ends after this many checks in a row at or below "
+                               "the target (one check alone may be a low one)", AT_LEAST_ONE)
     growth_decay: bool = spec(True, "growth amounts shrink with the gap to the target")
     keep_optimizer: bool = spec(True, "one optimizer for the run (off: a fresh one per call)")
     eval_epochs: float = spec(0.25, "epochs of training between validation checks",
