@@ -121,7 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --set: {e}", file=sys.stderr)
         return 2
     if args.merge:  # e.g. one process per seed, then one table
-        rows = [r for f in args.merge for r in json.loads(Path(f).read_text())]
+        try:
+            rows = [r for f in args.merge for r in json.loads(Path(f).read_text())]
+        except (OSError, ValueError) as e:  # a missing, unreadable or corrupt methods.json
+            print(f"error: --merge: {e}", file=sys.stderr)
+            return 2
         print("\n".join(table(sorted(rows, key=lambda r: (r["seed"], r["method"])))))
         return 0
     if args.threads:

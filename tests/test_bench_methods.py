@@ -38,3 +38,12 @@ def test_a_run_of_another_config_or_a_missing_run_is_refused(tmp_path):
         bench_methods._reused(pattern, 0, ran.with_(prune_recovery=1.5))
     with pytest.raises(ValueError, match="cannot read .*nest_s5"):
         bench_methods._reused(pattern, 5, ran)
+
+
+def test_merge_of_a_missing_or_corrupt_file_is_one_line_and_exit_2(tmp_path, capsys):
+    bad = tmp_path / "methods.json"
+    bad.write_text("{not json")
+    for path in (tmp_path / "missing.json", bad):
+        assert bench_methods.main(["lenet300", "--merge", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: --merge:") and err.count("\n") == 1
