@@ -5,7 +5,8 @@
 
 Values are JSON (``prune_lr=0.3``, ``growth_schedule='"cosine"'``, ``keep_optimizer=false``,
 ``budget.prune_steps=100``); the budget is ``quick`` unless ``budget=...`` names another
-preset. Prints one JSON line (test/val error, params, post-growth size, samples, seconds)
+preset; ``data.val_fraction=...`` sets the validation share of the training images.
+Prints one JSON line (test/val error, params, post-growth size, samples, seconds)
 and writes it with the whole history to ``runs/ablation/NAME-sSEED.json`` (which
 ``bench_methods.py --nest-result`` reads: it carries the config id). THREADS sets
 torch's threads (default 2).
@@ -35,15 +36,16 @@ KEYS = ("test_error", "val_error", "final_params", "final_flops", "post_growth_p
 def main(argv: list[str]) -> int:
     torch.set_num_threads(int(os.environ.get("THREADS", "2")))
     name, model, seed = argv[0], argv[1], int(argv[2])
-    kw, bkw = {}, {}
+    kw, bkw, dkw = {}, {}, {}
     for arg in argv[3:]:
         key, value = arg.split("=", 1)
-        (bkw if key.startswith("budget.") else kw)[key.removeprefix("budget.")] = (
-            json.loads(value))
+        group = bkw if key.startswith("budget.") else dkw if key.startswith("data.") else kw
+        group[key.split(".", 1)[-1]] = json.loads(value)
     spec = dataclasses.replace(BUDGETS[kw.get("budget", "quick")], **bkw)
     kw.setdefault("ratio", 0.4 if model == "lenet300" else 0.5)
     cfg = SynthesisConfig.create(model=model, seed=seed, budget_spec=spec, **kw)
-    data = load_dataset("mnist", root=os.environ.get("NEST_DATA"), train_limit=spec.train_limit)
+    data = load_dataset("mnist", root=os.environ.get("NEST_DATA"), train_limit=spec.train_limit,
+                        **dkw)
     start = time.perf_counter()
     result, _ = synthesize(cfg, data)
     out = {k: result[k] for k in KEYS} | {"wall": time.perf_counter() - start, "name": name,
