@@ -5,7 +5,10 @@
 
 Values are JSON (``prune_lr=0.3``, ``growth_schedule='"cosine"'``, ``keep_optimizer=false``,
 ``budget.prune_steps=100``); the budget is ``quick`` unless ``budget=...`` names another
-preset; ``data.val_fraction=...`` sets the validation share of the training images.
+preset; ``data.val_fraction=...`` sets the validation share of the training images;
+``const.MODULE.NAME=...`` overrides a module constant for this run (an ablation of a value
+that is not a config field: ``const.nest_core.synthesis.pruning_stage.MAX_CANDIDATES=8``; the
+config id does not see it).
 Prints one JSON line (test/val error, params, post-growth size, samples, seconds)
 and writes it with the whole history to ``runs/ablation/NAME-sSEED.json`` (which
 ``bench_methods.py --nest-result`` reads: it carries the config id). THREADS sets
@@ -15,6 +18,7 @@ torch's threads (default 2).
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import sys
@@ -39,6 +43,10 @@ def main(argv: list[str]) -> int:
     kw, bkw, dkw = {}, {}, {}
     for arg in argv[3:]:
         key, value = arg.split("=", 1)
+        if key.startswith("const."):
+            module, const = key.removeprefix("const.").rsplit(".", 1)
+            setattr(importlib.import_module(module), const, json.loads(value))
+            continue
         group = bkw if key.startswith("budget.") else dkw if key.startswith("data.") else kw
         group[key.split(".", 1)[-1]] = json.loads(value)
     spec = dataclasses.replace(BUDGETS[kw.get("budget", "quick")], **bkw)
