@@ -15,7 +15,7 @@ from dataclasses import Field, fields, replace
 from pathlib import Path
 
 from nest_core.atomic import WriteError, atomic_write_many, check_writable
-from nest_core.config import BUDGETS, SynthesisConfig
+from nest_core.config import BUDGETS, Budget, SynthesisConfig
 from nest_core.data import (
     VAL_FRACTION,
     DataNotFoundError,
@@ -59,7 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--quiet", action="store_true", help="no per-iteration progress lines")
     run.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                      help="any config field as JSON, repeatable, e.g. --set "
-                          "growth_schedule='\"cosine\"' (wins over the field's flag)")
+                          "growth_schedule='\"cosine\"' (wins over the field's flag); "
+                          "budget.FIELD=JSON changes one field of the --budget preset, "
+                          "e.g. --set budget.final_epochs=20")
     return p.parse_args(argv)
 
 
@@ -89,9 +91,10 @@ def config_flags(args: argparse.Namespace) -> dict:
 
 
 def _fields_set(pairs: list[str]) -> dict:
-    """``--set FIELD=JSON`` pairs as config fields (ValueError on a malformed pair)."""
+    """``--set FIELD=JSON`` pairs as config fields (ValueError on a malformed pair); the
+    ``budget.FIELD`` ones are left to ``_budget_override``."""
     fields = {}
-    for pair in pairs:
+    for pair in (p for p in pairs if not p.startswith("budget.")):
         name, sep, value = pair.partition("=")
         if not sep or not name:
             raise ValueError(f"--set {pair!r}: expected FIELD=JSON, e.g. prune_lr=0.2")
@@ -105,12 +108,25 @@ def _fields_set(pairs: list[str]) -> dict:
 
 
 def _budget_override(args: argparse.Namespace) -> dict:
-    if args.area_steps is None:
+    """The preset's ``Budget`` with ``--area-steps`` and ``--set budget.FIELD=JSON`` applied
+    (``{}`` when neither is given: the config keeps its preset)."""
+    changes = {} if args.area_steps is None else {"area_steps": args.area_steps}
+    known = {f.name for f in fields(Budget)}
+    for pair in (p for p in args.set if p.startswith("budget.")):
+        name, sep, value = pair.removeprefix("budget.").partition("=")
+        if not sep or name not in known:
+            raise ValueError(f"--set {pair!r}: expected budget.FIELD=JSON with FIELD one of "
+                             f"{sorted(known)}")
+        try:
+            changes[name] = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--set {pair!r}: the value is not JSON ({e.msg})") from None
+    if not changes:
         return {}
     budget = args.budget or SynthesisConfig.__dataclass_fields__["budget"].default
     if budget not in BUDGETS:
         raise ValueError(f"budget={budget!r} is out of range: allowed {list(BUDGETS)}")
-    return {"budget_spec": replace(BUDGETS[budget], area_steps=args.area_steps)}
+    return {"budget_spec": replace(BUDGETS[budget], **changes)}
 
 
 def _progress(report: dict, synth: Synthesis) -> None:

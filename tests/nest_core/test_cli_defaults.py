@@ -92,3 +92,26 @@ def test_set_passes_any_field_and_rejects_bad_pairs(capsys, tmp_path):
         assert message in err and err.count("\n") == 1, err
     assert not out.exists()  # nothing written for bad input
     assert _fields_set([]) == {}
+
+
+def test_set_budget_field_changes_one_field_of_the_preset(capsys, tmp_path):
+    from nest_core.__main__ import _budget_override, main
+    from nest_core.config import BUDGETS
+
+    def spec(*argv: str) -> dict:
+        return _budget_override(parse_args(["lenet300", "--out", "unused", *argv]))
+
+    assert spec() == {}  # nothing given: the config keeps its preset (and its id)
+    got = spec("--budget", "smoke", "--set", "budget.final_epochs=3", "--area-steps", "0")
+    assert got == {"budget_spec": Budget(**{**BUDGETS["smoke"].__dict__, "final_epochs": 3.0,
+                                            "area_steps": 0})}
+    assert spec("--set", "budget.prune_steps=7")["budget_spec"] == Budget(
+        **{**BUDGETS["quick"].__dict__, "prune_steps": 7})  # quick: the library's default
+    out = tmp_path / "run"
+    for bad, message in (("budget.nope=1", "expected budget.FIELD=JSON"),
+                         ("budget.final_epochs=-1", "budget.final_epochs=-1 is out of range"),
+                         ("budget.final_epochs=x", "not JSON")):
+        assert main(["lenet300", "--out", str(out), "--set", bad]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert not out.exists()
