@@ -66,7 +66,7 @@ BUDGETS: dict[str, Budget] = {
     "smoke": Budget(train_limit=3000, warmup_epochs=1, growth_steps=2, growth_epochs=1,
                     prune_steps=2, retrain_epochs=1, final_epochs=0, area_steps=1),
     # quick's 25 growth steps: LeNet-300-100 from r = 0.4 reached its 1.2% target in 3 of 3
-    # seeds (at steps 19-21), 0 of 3 within 15 (docs/results.md, "growth steps").
+    # seeds (at steps 19-21), 0 of 3 within 15 (docs/results.md, "25 growth steps").
     "quick": Budget(train_limit=None, warmup_epochs=4, growth_steps=25, growth_epochs=3,
                     prune_steps=100, retrain_epochs=2, final_epochs=10, area_steps=3),
     "paper": Budget(train_limit=None, warmup_epochs=5, growth_steps=30, growth_epochs=5,

@@ -4,7 +4,7 @@ after it, with the field's help and allowed values; unset flags leave the librar
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 
 import pytest
 
@@ -103,10 +103,9 @@ def test_set_budget_field_changes_one_field_of_the_preset(capsys, tmp_path):
 
     assert spec() == {}  # nothing given: the config keeps its preset (and its id)
     got = spec("--budget", "smoke", "--set", "budget.final_epochs=3", "--area-steps", "0")
-    assert got == {"budget_spec": Budget(**{**BUDGETS["smoke"].__dict__, "final_epochs": 3.0,
-                                            "area_steps": 0})}
-    assert spec("--set", "budget.prune_steps=7")["budget_spec"] == Budget(
-        **{**BUDGETS["quick"].__dict__, "prune_steps": 7})  # quick: the library's default
+    assert got == {"budget_spec": replace(BUDGETS["smoke"], final_epochs=3.0, area_steps=0)}
+    assert spec("--set", "budget.prune_steps=7")["budget_spec"] == replace(
+        BUDGETS["quick"], prune_steps=7)  # quick: the library's default
     out = tmp_path / "run"
     for bad, message in (("budget.nope=1", "expected budget.FIELD=JSON"),
                          ("budget.final_epochs=-1", "budget.final_epochs=-1 is out of range"),
