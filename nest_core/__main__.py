@@ -90,6 +90,14 @@ def config_flags(args: argparse.Namespace) -> dict:
     return {"model": args.model, **given}
 
 
+def _json_value(pair: str, value: str) -> object:
+    """The JSON value of one ``--set`` pair (ValueError naming the pair when it is not)."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--set {pair!r}: the value is not JSON ({e.msg})") from None
+
+
 def _fields_set(pairs: list[str]) -> dict:
     """``--set FIELD=JSON`` pairs as config fields (ValueError on a malformed pair); the
     ``budget.FIELD`` ones are left to ``_budget_override``."""
@@ -100,10 +108,7 @@ def _fields_set(pairs: list[str]) -> dict:
             raise ValueError(f"--set {pair!r}: expected FIELD=JSON, e.g. prune_lr=0.2")
         if name in ("model", "budget_spec"):
             raise ValueError(f"--set {name}: give it as the model argument or --budget")
-        try:
-            fields[name] = json.loads(value)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"--set {pair!r}: the value is not JSON ({e.msg})") from None
+        fields[name] = _json_value(pair, value)
     return fields
 
 
@@ -117,10 +122,7 @@ def _budget_override(args: argparse.Namespace) -> dict:
         if not sep or name not in known:
             raise ValueError(f"--set {pair!r}: expected budget.FIELD=JSON with FIELD one of "
                              f"{sorted(known)}")
-        try:
-            changes[name] = json.loads(value)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"--set {pair!r}: the value is not JSON ({e.msg})") from None
+        changes[name] = _json_value(pair, value)
     if not changes:
         return {}
     budget = args.budget or SynthesisConfig.__dataclass_fields__["budget"].default
