@@ -92,7 +92,7 @@ def train_distilled(synth: Synthesis, epochs: float, kind: str,
     net = synth.net
     synth.samples[kind] += train_with_loss(
         net, synth.data, synth._epochs(epochs), lambda x, y: task_loss(synth, net(x), x, y),
-        synth.spec.at(synth.cfg.lr * lr_scale), synth.generator)
+        synth.spec_for(kind).at(synth.cfg.lr * lr_scale), synth.generator)
     return True
 
 
@@ -135,7 +135,8 @@ def learn_and_harden(synth: Synthesis) -> None:
     seen, thresholds = learn_thresholds(
         synth.net, synth.data, synth._epochs(synth.budget.retrain_epochs),
         lambda logits, x, y: task_loss(synth, logits, x, y),
-        REG_PER_FRACTION * synth.prune_fraction, synth.spec.at(cfg.lr * 0.5), synth.generator,
+        REG_PER_FRACTION * synth.prune_fraction, synth.spec_for("pruning").at(cfg.lr * 0.5),
+        synth.generator,
         max_move=MOVE_PER_FRACTION * synth.prune_fraction)
     synth.samples["pruning"] += seen
     names = display_names(synth.net)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 
@@ -77,7 +78,8 @@ class Synthesis:
     def _train(self, epochs: float, kind: str, lr_scale: float | tuple = 1.0) -> None:
         """Train ``epochs`` with the run's optimizer at ``cfg.lr`` times ``lr_scale`` (a
         constant, or (start, end) of a half-cosine over the call), unless the method trains
-        itself (``Method.train``)."""
+        itself (``Method.train``); pruning's training sees undistorted images unless
+        ``prune_distortion``."""
         if self.method.train is not None and self.method.train(self, epochs, kind, lr_scale):
             return
         if self.trainer.model is not self.net:  # a method replaced the network outright
@@ -86,7 +88,18 @@ class Synthesis:
               else self.cfg.lr * lr_scale)
         self.lr_scale = lr_scale[-1] if isinstance(lr_scale, tuple) else lr_scale
         after = self.averaging.update if self.averaging is not None else None
-        self.samples[kind] += self.trainer.train(self._epochs(epochs), lr, after_step=after)
+        self.samples[kind] += self.trainer.train(self._epochs(epochs), lr, after_step=after,
+                                                 distort=self.distorts(kind))
+
+    def distorts(self, kind: str) -> bool:
+        """Whether ``kind``'s training ("growth" or "pruning") sees distorted images: growth
+        does (when ``cfg.distortion``), pruning and fine-tuning only with
+        ``prune_distortion``."""
+        return kind == "growth" or self.cfg.prune_distortion
+
+    def spec_for(self, kind: str) -> TrainSpec:
+        """The training spec of ``kind`` for a method that trains itself (``Method.train``)."""
+        return self.spec if self.distorts(kind) else replace(self.spec, distortion=None)
 
     def _changed(self) -> None:
         """The network's structure or masks changed: the optimizer follows it (or, without

@@ -163,12 +163,13 @@ class Trainer:
     def train(self, samples: int, lr: float | tuple[float, float] | None = None,
               objective: Objective | None = None,
               extra: torch.optim.Optimizer | None = None,
-              after_step: Callable[[], None] | None = None) -> int:
+              after_step: Callable[[], None] | None = None, distort: bool = True) -> int:
         """Train on ``samples`` samples (shuffled epochs, the last cut short); ``lr`` is a
         constant or (start, end) of a half-cosine decay over the call; ``objective(x, y)``
         replaces the cross entropy of the model's logits (it runs the model itself);
         ``extra`` is stepped alongside at its own learning rate; ``after_step()`` runs after
-        every optimizer step (masks already enforced). Returns samples seen."""
+        every optimizer step (masks already enforced); ``distort=False`` trains on the
+        images as they are, whatever the spec's distortion. Returns samples seen."""
         if samples <= 0:
             return 0
         start, end = (lr, lr) if not isinstance(lr, tuple) else lr
@@ -179,10 +180,11 @@ class Trainer:
         mixed = use_amp(model, self.spec.amp)
         device_type = next(model.parameters()).device.type
         optimizers = [opt] if extra is None else [opt, extra]
+        distortion = self.spec.distortion if distort else None
         model.train()
         seen, step = 0, 0
         while seen < samples:
-            for x, y in self.data.batches(self.batch_size, self.generator, self.spec.distortion):
+            for x, y in self.data.batches(self.batch_size, self.generator, distortion):
                 if seen >= samples:
                     break
                 scale = 0.5 * (1 + math.cos(math.pi * step / steps))

@@ -371,3 +371,28 @@ def test_growth_ends_after_growth_confirm_checks_in_a_row_at_the_target(
     assert synth.stage == "pruning" and synth.post_growth["target_reached"]
     with pytest.raises(ValueError, match="growth_confirm"):
         cfg.with_(growth_confirm=0)
+
+
+@pytest.mark.parametrize("method", ["nest", "adaptive"])  # the loop's training, a method's own
+@pytest.mark.parametrize("prune_distortion", [True, False])
+def test_prune_distortion_off_trains_pruning_on_the_images_as_they_are(prune_distortion,
+                                                                        method, monkeypatch):
+    from nest_core.data import AffineDistortion
+    from tests.conftest import toy_data
+
+    calls = {"growth": 0, "pruning": 0}
+    real = AffineDistortion.__call__
+
+    def counted(self, x, generator):
+        calls["growth" if synth.stage in ("warmup", "growth") else "pruning"] += 1
+        return real(self, x, generator)
+
+    monkeypatch.setattr(AffineDistortion, "__call__", counted)
+    cfg = SynthesisConfig.create(model="lenet300", ratio=0.2, budget="custom",
+                                 budget_spec=TINY, eval_epochs=0.5, method=method,
+                                 distill=method == "adaptive",
+                                 prune_distortion=prune_distortion)
+    synth = Synthesis(cfg, toy_data())
+    synth.run()
+    assert calls["growth"] > 0 and synth.samples["pruning"] > 0
+    assert (calls["pruning"] > 0) is prune_distortion
